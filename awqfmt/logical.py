@@ -95,7 +95,7 @@ class _ShapeOnly:
 def infer_dims(spec: LayoutSpec, tensors: Mapping[str, np.ndarray], bits: int) -> tuple[int, int]:
     """K and N from the spec's `infer` formulas (shapes, or values of e.g. compressed-tensors' weight_shape)."""
     packing = spec.packing(bits)
-    view = {name: _ShapeOnly(a) for name, a in tensors.items()}
+    view = {name: a if hasattr(a, "values") and not isinstance(a, np.ndarray) else _ShapeOnly(a) for name, a in tensors.items()}
     K = evaluate(spec.infer["K"], {}, packing=packing, tensors=view)
     N = evaluate(spec.infer["N"], {}, packing=packing, tensors=view)
     return int(K), int(N)

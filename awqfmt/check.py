@@ -1,0 +1,408 @@
+"""`awqfmt check`: apply the named rules of specs/RULES.md to a checkpoint and collect findings.
+
+Default mode reads headers, configs and the small tensors (scales, zeros, g_idx) fully and samples qweight
+(a few groups per module); `deep=True` reads every packed word. Rules never raise on bad data: each defect
+becomes a `Finding` naming file, module, tensor and rule.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import dtypes
+from .checkpoint import Checkpoint, open_checkpoint
+from .findings import Finding, error, info, sort_findings, warning
+from .logical import infer_dims
+from .modules import Fit, QuantModule, choose_layout, fit_module, group_modules
+from .packing import unpack
+from .spec import LayoutSpec, Packing, all_specs, evaluate
+
+SAMPLE_GROUPS = 16
+ORDER_MARGIN = 5.0  # percentage points another field order must win by before we call the stored order wrong
+
+
+@dataclass
+class CheckResult:
+    path: str
+    layout: dict
+    modules: int
+    tensors: int
+    findings: list[Finding]
+    module_stats: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity.value == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.severity.value == "warning" for f in self.findings)
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path, "layout": self.layout, "modules": self.modules, "tensors": self.tensors,
+            "findings": [f.to_json() for f in self.findings],
+            "summary": {"errors": self.errors, "warnings": self.warnings},
+        }
+
+
+def check_path(path: str | Path, deep: bool = False) -> CheckResult:
+    ckpt = open_checkpoint(path)
+    try:
+        return check_checkpoint(ckpt, deep=deep)
+    finally:
+        ckpt.close()
+
+
+def check_checkpoint(ckpt: Checkpoint, deep: bool = False) -> CheckResult:
+    findings = ckpt.all_findings()
+    cfg = ckpt.config
+    modules, unquantized = group_modules(ckpt)
+    config_layouts = cfg.matching_layouts()
+    if cfg.get("quant_method") and not config_layouts:
+        findings.append(error("config.unknown-layout", f"no layout spec matches quant_method={cfg.get('quant_method')!r} "
+                              f"with format/version/checkpoint_format {cfg.get('format') or cfg.get('version') or cfg.get('checkpoint_format')!r}",
+                              hint=f"awqfmt knows {', '.join(all_specs())}", file=_cfg_file(cfg)))
+    cfg_bits = cfg.get("bits") if isinstance(cfg.get("bits"), int) else None
+    cfg_group = cfg.get("group_size") if isinstance(cfg.get("group_size"), int) else None
+    stats: dict[str, dict] = {}
+    fit_cache: dict[tuple, tuple[list, list]] = {}
+    for module in modules.values():
+        key = _shape_key(ckpt, module)
+        if key is not None and key in fit_cache:
+            module.fits, module.family = fit_cache[key]
+        else:
+            fit_module(ckpt, module, cfg_bits, cfg_group)
+            if key is not None:
+                fit_cache[key] = (module.fits, module.family)
+        module.chosen = choose_layout(module, config_layouts)
+    chosen = Counter(m.chosen.spec.name for m in modules.values() if m.chosen)
+    detected = chosen.most_common(1)[0][0] if chosen else None
+    findings += _layout_findings(ckpt, modules, config_layouts, detected)
+    for module in modules.values():
+        findings += _module_findings(ckpt, module, cfg, config_layouts, deep, stats)
+    findings += _ignore_list_findings(ckpt, modules, unquantized)
+    if not modules and not any(f.severity.value == "error" for f in findings):
+        findings.append(error("checkpoint.no-quantized-modules", "no quantized module found (no qweight / weight_packed tensors)",
+                              hint="is this an unquantized model?", file=next(iter(ckpt.files), None)))
+    bits = Counter(m.chosen.bits for m in modules.values() if m.chosen)
+    groups = Counter(m.chosen.G for m in modules.values() if m.chosen)
+    layout = {
+        "detected": detected,
+        "config": config_layouts[0].name if config_layouts else None,
+        "config_files": cfg.files,
+        "bits": bits.most_common(1)[0][0] if bits else cfg_bits,
+        "group_size": groups.most_common(1)[0][0] if groups else cfg_group,
+        "sym": cfg.get("sym") if cfg.get("sym") is not None else (not cfg.get("zero_point") if cfg.get("zero_point") is not None else None),
+        "desc_act": cfg.get("desc_act"),
+        "quantized_modules": sum(1 for m in modules.values() if m.chosen),
+        "unquantized_tensors": len(unquantized),
+        "files": len(ckpt.files),
+        "index": ckpt.index_name,
+    }
+    return CheckResult(str(ckpt.path), layout, len(modules), len(ckpt.locations), sort_findings(_dedupe(findings)), stats)
+
+
+def _cfg_file(cfg) -> str | None:
+    return cfg.files[0] if cfg.files else None
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen, out = set(), []
+    for f in findings:
+        key = (f.code, f.file, f.module, f.tensor, f.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+def _shape_key(ckpt: Checkpoint, module: QuantModule) -> tuple | None:
+    """Modules with identical tensor shapes fit identically: 100k-tensor checkpoints evaluate each shape once."""
+    if "weight_shape" in module.tensors:
+        return None  # fit depends on the tensor's values
+    return tuple(sorted((short, ckpt.entry(full).shape) for short, full in module.tensors.items()))
+
+
+# ---- layout ------------------------------------------------------------------------------------------------
+
+def _layout_findings(ckpt, modules, config_layouts, detected) -> list[Finding]:
+    out = []
+    cfg = ckpt.config
+    if not modules:
+        return out
+    if not cfg.present:
+        out.append(warning("config.missing", "no quantization config found (config.json quantization_config, quantize_config.json, quant_config.json)",
+                           hint=f"loaders cannot tell the layout; tensors look like {detected}: add the config that layout's tool writes",
+                           file=None))
+        return out
+    if detected and config_layouts and all(detected != s.name for s in config_layouts):
+        config_family = {s.name for s in config_layouts}
+        fits_config = [m for m in modules.values() if any(f.spec.name in config_family for f in m.fits)]
+        if not fits_config:
+            out.append(error("layout.config-mismatch",
+                             f"config says {'/'.join(sorted(config_family))} but the tensors have {detected} shapes",
+                             hint="the config and the tensors come from different layouts: fix quantization_config or convert the tensors",
+                             file=_cfg_file(cfg), evidence={"config": sorted(config_family), "tensors": detected}))
+    return out
+
+
+# ---- per module ----------------------------------------------------------------------------------------------
+
+def _module_findings(ckpt: Checkpoint, module: QuantModule, cfg, config_layouts, deep: bool, stats: dict) -> list[Finding]:
+    out: list[Finding] = []
+    m = module.prefix
+    first_file = ckpt.file_of(next(iter(module.tensors.values())))
+
+    def err(code, msg, hint=None, tensor=None, **ev):
+        out.append(error(code, msg, hint=hint, file=ckpt.file_of(module.tensors[tensor]) if tensor in module.tensors else first_file,
+                         module=m, tensor=module.tensors.get(tensor, tensor), evidence=ev))
+
+    def warn(code, msg, hint=None, tensor=None, **ev):
+        out.append(warning(code, msg, hint=hint, file=ckpt.file_of(module.tensors[tensor]) if tensor in module.tensors else first_file,
+                           module=m, tensor=module.tensors.get(tensor, tensor), evidence=ev))
+
+    if not module.family:
+        names = sorted(module.tensors)
+        best = max(all_specs().values(), key=lambda s: len(set(s.tensor_names) & set(names)))
+        missing = sorted(best.required_names - set(names))
+        err("module.missing-tensor", f"has {', '.join(names)} but lacks {', '.join(missing)} required by layout {best.name}",
+            hint="the checkpoint is incomplete (a shard or tensor was dropped); loaders may run it with zero-filled weights",
+            tensor=missing[0] if missing else None)
+        return out
+    fit = module.chosen
+    if fit is None:
+        spec = next((s for s in module.family if s in config_layouts), module.family[0])
+        shapes = {short: list(ckpt.entry(full).shape) for short, full in module.tensors.items()}
+        err("module.shape", f"tensor shapes {shapes} fit no bit width / group size of layout {spec.name}"
+            + (f" (config: bits={cfg.get('bits')}, group_size={cfg.get('group_size')})" if cfg.present else ""),
+            hint="compare with the spec's shape formulas (`awqfmt layout " + spec.name + "`); a group_size or bits mismatch is the usual cause",
+            tensor=spec.tensor("codes").name)
+        return out
+    spec, b, K, N, G = fit.spec, fit.bits, fit.K, fit.N, fit.G
+    # dtypes
+    for t in spec.tensors:
+        if t.name in module.tensors:
+            dt = ckpt.entry(module.tensors[t.name]).dtype
+            if dt not in t.dtypes:
+                err("module.dtype", f"{t.name} is {dt}; layout {spec.name} allows {', '.join(t.dtypes)}",
+                    hint="re-export with the dtype the layout's kernels read", tensor=t.name)
+    # invariants from the spec
+    env = spec.dims_env(K, N, G, b)
+    for inv in spec.invariants:
+        try:
+            holds = bool(evaluate(inv.expr, env))
+        except Exception:  # noqa: BLE001 - a spec formula that cannot be evaluated here is itself reported
+            holds = False
+        if not holds:
+            err(inv.code, f"{inv.message} (K={K}, N={N}, group_size={G}, bits={b})", hint="such a module cannot be packed by this layout's tools",
+                tensor=spec.tensor("codes").name)
+    # config consistency
+    if isinstance(cfg.get("bits"), int) and cfg.get("bits") != b:
+        err("module.config-bits", f"tensors fit {b}-bit {spec.name}, config says bits={cfg.get('bits')}",
+            hint="fix bits in the config", tensor=spec.tensor("codes").name)
+    if isinstance(cfg.get("group_size"), int) and cfg.get("group_size") != G and not (G == -1 and cfg.get("group_size") == K):
+        err("module.config-group", f"scales have {env['n_g']} groups over K={K} (group_size {G}); config says group_size={cfg.get('group_size')}",
+            hint="a group_size mismatch makes loaders mis-shape qzeros/scales (text-generation-webui#541)", tensor=spec.tensor("scales").name)
+    out += _value_findings(ckpt, module, fit, cfg, deep, stats, err, warn)
+    return out
+
+
+def _read(ckpt: Checkpoint, module: QuantModule, short: str) -> tuple[np.ndarray, str]:
+    full = module.tensors[short]
+    return ckpt.array(full), ckpt.entry(full).dtype
+
+
+def _value_findings(ckpt, module, fit: Fit, cfg, deep, stats, err, warn) -> list[Finding]:
+    out: list[Finding] = []
+    spec, b, K, N, G = fit.spec, fit.bits, fit.K, fit.N, fit.G
+    n_g = spec.dims_env(K, N, G, b)["n_g"]
+    group = K if G == -1 else G
+    # scales: finite and > 0, tested on the raw bits
+    st = spec.tensor("scales")
+    scales, sdt = _read(ckpt, module, st.name)
+    if sdt in dtypes.FLOAT_DTYPES:
+        bad_nf = int(np.count_nonzero(dtypes.nonfinite_mask(scales, sdt)))
+        if bad_nf:
+            err("values.scale-nonfinite", f"{bad_nf} of {scales.size} scales are inf or NaN", hint="the quantizer diverged on this module: re-quantize it",
+                tensor=st.name, count=bad_nf)
+        bad_np = int(np.count_nonzero(dtypes.nonpositive_mask(scales, sdt) & ~dtypes.nonfinite_mask(scales, sdt)))
+        if bad_np:
+            err("values.scale-nonpositive", f"{bad_np} of {scales.size} scales are <= 0", hint="AWQ/GPTQ scales are positive by construction: the tensor is corrupt",
+                tensor=st.name, count=bad_np)
+    # g_idx
+    gt = spec.tensor("g_idx")
+    g_idx = None
+    if gt is not None and gt.name in module.tensors:
+        raw, _ = _read(ckpt, module, gt.name)
+        g_idx = np.asarray(raw).astype(np.int64)
+        if g_idx.size and (g_idx.min() < 0 or g_idx.max() >= n_g):
+            err("values.g-idx-range", f"g_idx values span [{int(g_idx.min())}, {int(g_idx.max())}], outside [0, {n_g})",
+                hint="g_idx must name a row of scales/qzeros", tensor=gt.name)
+            g_idx = None
+        else:
+            counts = np.bincount(g_idx, minlength=n_g)
+            if K % group == 0 and not np.all(counts == group):
+                bad = int(np.count_nonzero(counts != group))
+                err("values.g-idx-count", f"{bad} group(s) are used a number of times other than group_size={group} (min {int(counts.min())}, max {int(counts.max())})",
+                    hint="each group must cover exactly group_size input channels", tensor=gt.name)
+            trivial = np.array_equal(g_idx, np.arange(K) // group)
+            if not trivial and cfg.get("desc_act") is False:
+                err("values.g-idx-act-order", "g_idx is not k // group_size (act-order) but config says desc_act=false",
+                    hint="loaders that trust desc_act=false ignore g_idx and compute garbage: set desc_act=true", tensor=gt.name)
+            if trivial:
+                g_idx = None
+    # zeros
+    zt = spec.tensor("zeros")
+    zeros_stored = None
+    if zt.name in module.tensors:
+        words, _ = _read(ckpt, module, zt.name)
+        zeros_stored = unpack(np.asarray(words), spec.packing(b), axis=zt.packed_dim, length=n_g if zt.dims[zt.packed_dim] == "n_g" else N)
+        zeros_stored = zeros_stored.T if zt.transposed else zeros_stored
+        out += _zero_convention_findings(spec, b, zeros_stored, cfg, err, warn, np.asarray(words), zt)
+    # codes sample: pack order of qzeros vs qweight, and (GPTQ) which zero convention the codes support
+    if zeros_stored is not None:
+        codes, rows_groups = _sample_codes(ckpt, module, fit, g_idx, deep)
+        if codes is not None:
+            out += _order_findings(ckpt, module, fit, codes, rows_groups, err, stats)
+    return out
+
+
+def _zero_convention_findings(spec: LayoutSpec, b: int, fields: np.ndarray, cfg, err, warn, words: np.ndarray, zt) -> list[Finding]:
+    """GPTQ v1 stores z-1, v2 (and AWQ, compressed-tensors) store z. Symmetric files have constant fields that
+    reveal which convention was written; v1 asymmetric files cannot hold z = 0 (AutoGPTQ's packer corrupts it)."""
+    out: list[Finding] = []
+    half, top = 1 << (b - 1), (1 << b) - 1
+    if fields.size == 0:
+        return out
+    uniq = np.unique(fields)
+    if spec.name in ("gptq", "gptq-v2") and uniq.size == 1:
+        v = int(uniq[0])
+        written_as = "gptq" if v == half - 1 else "gptq-v2" if v == half else None
+        if written_as and written_as != spec.name:
+            err("zeros.v1-v2-mismatch",
+                f"every zero field is {v:#x}: symmetric zeros written in {written_as} convention, but the checkpoint is labelled {spec.name}",
+                hint=f"set checkpoint_format to {'gptq_v2' if written_as == 'gptq-v2' else 'gptq'} (or convert with awqfmt); read as labelled, every "
+                     f"zero is off by one and the model prints garbage (vLLM#38966)", tensor=zt.name, stored_field=v)
+    if spec.zero_offset < 0:  # v1: fields of all ones are ambiguous, and mark AutoGPTQ packer corruption
+        all_ones = fields == top
+        n_all = int(np.count_nonzero(all_ones))
+        if n_all:
+            corrupted = _v1_corrupted_words(words, spec, b, zt)
+            if corrupted:
+                err("zeros.v1-packer-corruption",
+                    f"{corrupted} qzeros word(s) have a field of all ones with every higher field also all ones: AutoGPTQ's v1 packer stored a zero "
+                    f"point of 0 as -1, which also overwrote the higher fields' zeros",
+                    hint="the original zeros of those fields are lost: re-quantize with gptq_v2 (checkpoint_format gptq_v2) or a symmetric scheme",
+                    tensor=zt.name, words=corrupted, all_ones_fields=n_all)
+            else:
+                warn("zeros.v1-all-ones",
+                     f"{n_all} zero field(s) store {top:#x}: GPTQ v1 readers disagree on them (zero {top + 1} in CUDA/exllama kernels, 0 in masking readers)",
+                     hint="convert to gptq-v2 or compressed-tensors, which store the zero point as is", tensor=zt.name, count=n_all)
+    return out
+
+
+def _v1_corrupted_words(words: np.ndarray, spec: LayoutSpec, b: int, zt) -> int:
+    """Words where some field is all ones and all fields above it too (a sign-extended -1), but not every field."""
+    p = spec.packing(b)
+    if p.words != 1:
+        return 0
+    w = np.asarray(words).view(np.uint32).reshape(-1).astype(np.uint64)
+    count = np.zeros(w.shape, dtype=bool)
+    for pos in range(1, p.values):
+        sh = pos * b
+        high = (np.uint64(0xFFFFFFFF) >> np.uint64(sh)) << np.uint64(sh)
+        all_high = (w & high) == high
+        lower = w & ((np.uint64(1) << np.uint64(sh)) - np.uint64(1))
+        count |= all_high & (lower != ((np.uint64(1) << np.uint64(sh)) - np.uint64(1)))
+    return int(np.count_nonzero(count))
+
+
+def _sample_codes(ckpt, module, fit: Fit, g_idx, deep: bool):
+    """Decoded codes [rows, N] for a sample of whole groups (all groups when deep), and each row's group."""
+    spec, b, K, N, G = fit.spec, fit.bits, fit.K, fit.N, fit.G
+    group = K if G == -1 else G
+    n_g = -(-K // group)
+    ct = spec.tensor("codes")
+    words, _ = _read(ckpt, module, ct.name)
+    p = spec.packing(b)
+    k_axis = ct.dims.index("K")
+    if g_idx is not None:  # act-order: groups are scattered over K; read everything
+        if not deep and words.nbytes > 64 << 20:
+            return None, None
+        rows = np.arange(K)
+        groups_of_rows = g_idx
+    else:
+        chosen = np.arange(n_g) if deep or n_g <= SAMPLE_GROUPS else np.unique(np.linspace(0, n_g - 1, SAMPLE_GROUPS).astype(int))
+        rows = (chosen[:, None] * group + np.arange(group)[None, :]).reshape(-1)
+        rows = rows[rows < K]
+        groups_of_rows = rows // group
+    if ct.packed_dim == k_axis:  # K is packed: read whole blocks that hold the rows
+        blk = np.unique(rows // p.values)
+        word_idx = (blk[:, None] * p.words + np.arange(p.words)[None, :]).reshape(-1)
+        sub = np.take(words, word_idx, axis=k_axis)
+        vals = unpack(sub, p, axis=k_axis)
+        logical_rows = (blk[:, None] * p.values + np.arange(p.values)[None, :]).reshape(-1)
+        pos = np.searchsorted(logical_rows, rows)
+        vals = np.take(vals, pos, axis=k_axis)
+    else:
+        sub = np.take(words, rows, axis=k_axis)
+        vals = unpack(sub, p, axis=ct.packed_dim, length=N) if ct.packed_dim is not None else sub
+    codes = vals.T if ct.transposed else vals
+    return codes, groups_of_rows
+
+
+def _order_findings(ckpt, module, fit: Fit, codes, rows_groups, err, stats) -> list[Finding]:
+    """Per (group, column) the median code sits at the zero point when qweight and qzeros use the same field order.
+    Compare the stored order of qzeros with every other order a spec defines at this width."""
+    spec, b = fit.spec, fit.bits
+    zt = spec.tensor("zeros")
+    words, _ = _read(ckpt, module, zt.name)
+    base = spec.packing(b)
+    orders = {base.order}
+    for other in all_specs().values():
+        if b in other.bits:
+            op = other.packing(b)
+            if (op.values, op.words) == (base.values, base.words):
+                orders.add(op.order)
+    n_g = spec.dims_env(fit.K, fit.N, fit.G, b)["n_g"]
+    groups = np.unique(rows_groups)
+    medians = np.empty((groups.size, codes.shape[1]))
+    for i, g in enumerate(groups):  # loop over sampled groups (<= 16 by default), vectorised over columns
+        medians[i] = np.median(codes[rows_groups == g], axis=0)
+    agreement = {}
+    for order in orders:
+        p = Packing(base.bits, base.values, base.words, order)
+        z = unpack(np.asarray(words), p, axis=zt.packed_dim, length=n_g if zt.dims[zt.packed_dim] == "n_g" else fit.N)
+        z = (z.T if zt.transposed else z).astype(np.int64) - spec.zero_offset
+        agreement[order] = float(np.mean(np.abs(medians - z[groups]) <= 1) * 100)
+    stored = agreement[base.order]
+    stats[module.prefix] = {"median_at_zero_pct": round(stored, 2), "groups_sampled": int(groups.size)}
+    best_order, best = max(agreement.items(), key=lambda kv: kv[1])
+    if best_order != base.order and best >= stored + ORDER_MARGIN and len(np.unique(z)) > 1:
+        name = {o: s.name for s in all_specs().values() for bb in s.bits for o in [s.packing(bb).order] if bb == b}
+        err("order.zeros-vs-weights",
+            f"qzeros and qweight disagree on the field order: the median code of a group sits at its zero point in {stored:.1f}% of cells "
+            f"with qzeros read in the stored order {list(base.order)}, but {best:.1f}% with order {list(best_order)}",
+            hint=f"one of the two tensors was packed in the wrong order (e.g. qzeros natural while qweight is AWQ-interleaved); "
+                 f"repack qzeros in order {list(base.order)}", tensor=zt.name,
+            stored_order_pct=round(stored, 2), best_order=list(best_order), best_order_pct=round(best, 2))
+    return []
+
+
+# ---- modules_to_not_convert ----------------------------------------------------------------------------
+
+def _ignore_list_findings(ckpt, modules, unquantized) -> list[Finding]:
+    out = []
+    ignore = ckpt.config.get("modules_to_not_convert") or []
+    for prefix, module in modules.items():
+        for pattern in ignore:
+            if pattern and (prefix == pattern or prefix.endswith("." + pattern) or prefix.startswith(pattern + ".")):
+                out.append(warning("config.ignored-but-quantized", f"module is quantized but listed in modules_to_not_convert/ignore ({pattern!r})",
+                                   hint="loaders will build a dense layer and fail to load its packed tensors", file=ckpt.file_of(next(iter(module.tensors.values()))),
+                                   module=prefix))
+    return out

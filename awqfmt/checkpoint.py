@@ -1,0 +1,177 @@
+"""Open a checkpoint: one .safetensors file, a `*.safetensors.index.json`, or a model directory.
+
+Only headers are read at open time; tensors are memory-mapped on demand. Every defect of the container
+(index naming missing files or tensors, a tensor in two shards, a hostile shard path) is a finding.
+Pickled checkpoints (.bin/.pt/.pth) are never opened: unpickling runs arbitrary code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import numpy as np
+
+from .findings import Finding, error, warning
+from .quant_config import QuantConfig, load_quant_config
+from .safetensors_file import SafetensorsFile, TensorEntry
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+PICKLE_HINT = ("awqfmt never unpickles (loading a pickle runs arbitrary code). Convert it in a sandbox you trust, e.g. "
+               "`python -c \"import torch, safetensors.torch as st; st.save_file(torch.load('F', weights_only=True), 'model.safetensors')\"`, "
+               "then check the .safetensors file")
+
+
+class CheckpointNotFound(Exception):
+    """The path does not exist or is not a checkpoint at all: a usage error (exit status 2)."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    directory: Path
+    files: dict[str, SafetensorsFile] = field(default_factory=dict)
+    index_name: str | None = None
+    locations: dict[str, str] = field(default_factory=dict)  # tensor -> file name
+    config: QuantConfig = field(default_factory=QuantConfig)
+    findings: list[Finding] = field(default_factory=list)
+
+    def entry(self, name: str) -> TensorEntry:
+        return self.files[self.locations[name]].entries[name]
+
+    def array(self, name: str) -> np.ndarray:
+        return self.files[self.locations[name]].array(name)
+
+    def file_of(self, name: str) -> str:
+        return self.locations[name]
+
+    @property
+    def tensor_names(self) -> list[str]:
+        return list(self.locations)
+
+    def all_findings(self) -> list[Finding]:
+        out = list(self.findings) + list(self.config.findings)
+        for f in self.files.values():
+            out.extend(f.findings)
+        return out
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
+def _safe_shard_name(name: object) -> bool:
+    """A weight_map value must be a plain file name in the checkpoint's directory: no absolute path, no separator,
+    no `..` (an index from a stranger must not make us open /etc/passwd or ../../secrets)."""
+    if not isinstance(name, str) or not name or name in (".", ".."):
+        return False
+    if "/" in name or "\\" in name or "\x00" in name:
+        return False
+    return not (PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute())
+
+
+def open_checkpoint(path: str | Path) -> Checkpoint:
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointNotFound(f"no such file or directory: {path}")
+    if p.is_dir():
+        ckpt = Checkpoint(path=p, directory=p)
+        indexes = sorted(p.glob("*.safetensors.index.json"))
+        if indexes:
+            _open_index(ckpt, indexes[0])
+        else:
+            shards = sorted(x for x in p.glob("*.safetensors") if x.is_file())
+            if not shards:
+                _no_safetensors(ckpt, p)
+            for shard in shards:
+                _add_file(ckpt, shard)
+    elif p.name.endswith(".json"):
+        ckpt = Checkpoint(path=p, directory=p.parent)
+        _open_index(ckpt, p)
+    elif p.suffix in PICKLE_SUFFIXES:
+        ckpt = Checkpoint(path=p, directory=p.parent)
+        ckpt.findings.append(error("file.pickle", f"{p.name} is a pickled checkpoint; awqfmt does not open it", hint=PICKLE_HINT, file=p.name))
+        return ckpt
+    elif p.is_file():
+        ckpt = Checkpoint(path=p, directory=p.parent)
+        _add_file(ckpt, p)
+    else:
+        raise CheckpointNotFound(f"not a regular file or directory: {path}")
+    ckpt.config = load_quant_config(ckpt.directory)
+    return ckpt
+
+
+def _no_safetensors(ckpt: Checkpoint, directory: Path) -> None:
+    pickles = sorted(x.name for x in directory.iterdir() if x.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        ckpt.findings.append(error("file.pickle", f"only pickled weights here ({', '.join(pickles[:3])}); awqfmt does not open them",
+                                   hint=PICKLE_HINT, file=pickles[0]))
+    else:
+        ckpt.findings.append(error("checkpoint.no-safetensors", f"no .safetensors file in {directory}",
+                                   hint="point awqfmt at a model directory, a .safetensors file or a model.safetensors.index.json"))
+
+
+def _add_file(ckpt: Checkpoint, path: Path, name: str | None = None) -> SafetensorsFile:
+    name = name or path.name
+    st = SafetensorsFile(path, display_name=name)
+    ckpt.files[name] = st
+    for tensor in st.entries:
+        if tensor in ckpt.locations:
+            ckpt.findings.append(error("index.duplicate-tensor", f"tensor {tensor!r} is stored in {ckpt.locations[tensor]} and in {name}",
+                                       hint="loaders pick one copy arbitrarily: remove one", file=name, tensor=tensor))
+        else:
+            ckpt.locations[tensor] = name
+    return st
+
+
+def _open_index(ckpt: Checkpoint, index_path: Path) -> None:
+    iname = index_path.name
+    ckpt.index_name = iname
+
+    def bad(code: str, message: str, hint: str, **kw):
+        ckpt.findings.append(error(code, message, hint=hint, file=iname, **kw))
+
+    try:
+        if index_path.stat().st_size > 256 * 1024 * 1024:
+            return bad("index.malformed", "index file is larger than 256 MiB", "this is not a safetensors index")
+        obj = json.loads(index_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return bad("index.malformed", f"index is not valid JSON: {str(exc)[:120]}", "re-create the index")
+    if not isinstance(obj, dict) or not isinstance(obj.get("weight_map"), dict):
+        return bad("index.malformed", "index has no weight_map object", "an index must map tensor names to shard file names")
+    weight_map: dict = obj["weight_map"]
+    wanted: dict[str, list[str]] = {}
+    for tensor, shard in weight_map.items():
+        if not _safe_shard_name(shard):
+            bad("index.bad-path", f"weight_map sends {tensor!r} to {str(shard)[:100]!r}, which is not a plain file name in the checkpoint directory",
+                "shard names must not be absolute or contain '/', '\\\\' or '..'; awqfmt did not open it", tensor=tensor)
+            continue
+        wanted.setdefault(shard, []).append(tensor)
+    for shard in sorted(wanted):
+        path = ckpt.directory / shard
+        if not path.is_file():
+            bad("index.missing-file", f"index names shard {shard!r} ({len(wanted[shard])} tensors), which does not exist",
+                "download the missing shard, or regenerate the index", evidence={"tensors": len(wanted[shard])})
+            continue
+        st = _add_file(ckpt, path, shard)
+        if not st.header_ok:
+            continue
+        listed = set(wanted[shard])
+        present = set(st.entries) | set(_unparsed_names(st))
+        for t in sorted(listed - present)[:50]:
+            bad("index.missing-tensor", f"index says {t!r} is in {shard}, but it is not there", "regenerate the index or re-upload the shard", tensor=t)
+        for t in sorted(present - set(weight_map))[:50]:
+            ckpt.findings.append(error("index.unlisted-tensor", f"{t!r} is in {shard} but absent from the index",
+                                       hint="loaders that follow the index never load it: regenerate the index", file=shard, tensor=t))
+    total = obj.get("metadata", {}).get("total_size") if isinstance(obj.get("metadata"), dict) else None
+    if total is not None:
+        actual = sum(e.nbytes for f in ckpt.files.values() for e in f.entries.values())
+        if type(total) is not int or total != actual:
+            ckpt.findings.append(warning("index.total-size", f"metadata.total_size is {total}, the shards hold {actual} bytes of tensors",
+                                         hint="regenerate the index (some loaders size buffers from it)", file=iname))
+
+
+def _unparsed_names(st: SafetensorsFile) -> list[str]:
+    """Tensors whose header entry was defective are not in `entries` but were present: don't call them missing."""
+    return [f.tensor for f in st.findings if f.tensor]

@@ -1,0 +1,83 @@
+"""The `awqfmt` command line: a thin layer over the library (check, layout, convert, verify, bench).
+
+Exit status: 0 no errors, 1 errors found (or a refused conversion / failed verification), 2 usage error
+(no such path, bad option), 3 internal error (a bug in awqfmt; rerun with AWQFMT_DEBUG=1 for the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+DEMO_CHECKPOINT = Path(__file__).resolve().parent / "data" / "minilm_awq_g128"
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Check, convert and understand AWQ / GPTQ / compressed-tensors quantized checkpoints.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def usage_error(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/bold red] {message}")
+    return typer.Exit(EXIT_USAGE)
+
+
+@app.command()
+def check(
+    path: Optional[Path] = typer.Argument(None, help="model directory, .safetensors file or *.safetensors.index.json (default: the bundled MiniLM AWQ demo)"),
+    deep: bool = typer.Option(False, "--deep", help="read every packed word instead of sampling qweight"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the report"),
+) -> None:
+    """Check a checkpoint against the layout specs: integrity, sharding, shapes, dtypes, config, values, pack order."""
+    from .check import check_path
+    from .checkpoint import CheckpointNotFound
+    from .report import render_check
+
+    target = path or DEMO_CHECKPOINT
+    try:
+        result = check_path(target, deep=deep)
+    except CheckpointNotFound as exc:
+        raise usage_error(str(exc))
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        if path is None:
+            console.print("[dim]no path given: checking the bundled demo, a real AutoAWQ checkpoint of all-MiniLM-L6-v2[/dim]")
+        render_check(result, console)
+    raise typer.Exit(EXIT_FINDINGS if result.errors else EXIT_OK)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def main() -> None:
+    """Entry point: no traceback reaches the user unless AWQFMT_DEBUG=1."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence, see module docstring
+        if os.environ.get("AWQFMT_DEBUG"):
+            raise
+        err_console.print(f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}\n"
+                          "This is a bug in awqfmt. Rerun with AWQFMT_DEBUG=1 to see the traceback and please report it.")
+        sys.exit(EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""A strict, memory-mapped safetensors reader that turns every defect into a finding instead of an exception.
+
+The format (huggingface/safetensors README): 8-byte little-endian header length N, N bytes of UTF-8 JSON
+object `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}`, then the data buffer.
+Offsets are relative to the buffer, must be contiguous, in bounds, without overlap or holes, and
+`end - begin == prod(shape) * itemsize`. This module enforces exactly that, reading only the header until a
+tensor is asked for. Tensor data are returned as read-only views of one np.memmap per file (no copies).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import dtypes
+from .findings import Finding, error, warning
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's own limit
+MAX_ELEMENTS = 1 << 48  # far beyond any real tensor; stops overflow and giant allocations early
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int  # relative to the data buffer
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.begin
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+class _DuplicateKeys(dict):
+    """object_pairs_hook result that remembers duplicate keys (json.loads silently keeps the last)."""
+
+    duplicates: list[str]
+
+
+def _pairs_hook(pairs):
+    out = _DuplicateKeys()
+    dups = []
+    for k, v in pairs:
+        if k in out:
+            dups.append(k)
+        out[k] = v
+    out.duplicates = dups
+    return out
+
+
+class SafetensorsFile:
+    """Parse one .safetensors file. `findings` holds every integrity problem; `entries` only the usable tensors."""
+
+    def __init__(self, path: str | os.PathLike, display_name: str | None = None):
+        self.path = Path(path)
+        self.name = display_name or self.path.name
+        self.findings: list[Finding] = []
+        self.entries: dict[str, TensorEntry] = {}
+        self.metadata: dict[str, str] | None = None
+        self.header_ok = False
+        self.data_offset = 0
+        self.file_size = 0
+        self._mmap: np.memmap | None = None
+        self._parse()
+
+    # -- parsing ---------------------------------------------------------------------------------------
+    def _err(self, code: str, message: str, hint: str | None = None, tensor: str | None = None, **evidence):
+        self.findings.append(error(code, message, hint=hint, file=self.name, tensor=tensor, evidence=evidence))
+
+    def _parse(self) -> None:
+        try:
+            self.file_size = self.path.stat().st_size
+            with open(self.path, "rb") as fh:
+                head = fh.read(8)
+                if len(head) < 8:
+                    self._err("file.too-small", f"file is {self.file_size} bytes; a safetensors file starts with an 8-byte header length",
+                              "the download or copy was cut short: fetch the file again")
+                    return
+                n = int.from_bytes(head, "little")
+                if n == 0 or n > self.file_size - 8 or n > MAX_HEADER_BYTES:
+                    why = ("is 0" if n == 0 else f"exceeds the file ({self.file_size} bytes)" if n > self.file_size - 8
+                           else f"exceeds the {MAX_HEADER_BYTES // 2**20} MiB limit")
+                    self._err("file.header-length", f"header length field {n} {why}",
+                              "the file is truncated or not a safetensors file (a pickle .bin renamed?)", header_length=n)
+                    return
+                raw = fh.read(n)
+        except OSError as exc:
+            self._err("file.unreadable", f"cannot read file: {exc.strerror or exc}", "check the path and permissions")
+            return
+        self.data_offset = 8 + n
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._err("file.header-utf8", f"header is not valid UTF-8 (byte {exc.start})", "the header is corrupt: re-export the file")
+            return
+        try:
+            header = json.loads(text, object_pairs_hook=_pairs_hook)
+        except RecursionError:
+            self._err("file.header-json", "header JSON is nested too deeply to be a safetensors header", "the header is corrupt or hostile")
+            return
+        except ValueError as exc:
+            self._err("file.header-json", f"header is not valid JSON: {exc}", "the header is corrupt: re-export the file")
+            return
+        if not isinstance(header, dict):
+            self._err("file.header-not-object", f"header JSON is a {type(header).__name__}, not an object", "the header is corrupt")
+            return
+        for dup in getattr(header, "duplicates", []):
+            self._err("file.duplicate-key", f"tensor {dup!r} appears twice in the header (readers keep only one)", "re-export the file", tensor=dup)
+        self.header_ok = True
+        meta = header.pop("__metadata__", None)
+        if meta is not None:
+            if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+                self._err("file.metadata-type", "__metadata__ must map strings to strings", "safetensors' loaders reject this file; rewrite __metadata__")
+            else:
+                self.metadata = dict(meta)
+        self._parse_entries(header)
+
+    def _parse_entries(self, header: dict) -> None:
+        data_size = self.file_size - self.data_offset
+        entries: list[TensorEntry] = []
+        for name, e in header.items():
+            entry = self._parse_entry(name, e)
+            if entry is None:
+                continue
+            if entry.end > data_size:
+                self._err("tensor.out-of-bounds", f"data [{entry.begin}, {entry.end}) ends past the data buffer ({data_size} bytes): file truncated",
+                          "the file was cut short: fetch it again", tensor=name, end=entry.end, data_size=data_size)
+                continue
+            entries.append(entry)
+        self._check_coverage(entries, data_size)
+        self.entries = {e.name: e for e in entries}
+
+    def _parse_entry(self, name: str, e) -> TensorEntry | None:
+        if not isinstance(e, dict) or not {"dtype", "shape", "data_offsets"} <= set(e):
+            self._err("tensor.entry-malformed", "header entry must be an object with dtype, shape and data_offsets", "re-export the file", tensor=name)
+            return None
+        dtype, shape, offs = e["dtype"], e["shape"], e["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in dtypes.STORAGE:
+            self._err("tensor.unknown-dtype", f"unknown dtype {dtype!r}", f"known dtypes: {', '.join(dtypes.STORAGE)}", tensor=name)
+            return None
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            self._err("tensor.bad-shape", f"shape {str(shape)[:80]} is not a list of non-negative integers", "re-export the file", tensor=name)
+            return None
+        numel = 1
+        for d in shape:
+            numel *= d
+            if numel > MAX_ELEMENTS:
+                self._err("tensor.bad-shape", f"shape {shape[:8]} has more than 2^48 elements", "the header is corrupt or hostile", tensor=name)
+                return None
+        if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int and o >= 0 for o in offs)):
+            self._err("tensor.entry-malformed", f"data_offsets {str(offs)[:80]} must be two non-negative integers", "re-export the file", tensor=name)
+            return None
+        begin, end = offs
+        if end < begin:
+            self._err("tensor.offsets-reversed", f"data_offsets [{begin}, {end}] end before they begin", "the header is corrupt", tensor=name)
+            return None
+        want = numel * dtypes.itemsize(dtype)
+        if end - begin != want:
+            self._err("tensor.size-mismatch", f"holds {end - begin} bytes but shape {shape} x {dtype} needs {want}",
+                      "the header and data disagree: re-export the file", tensor=name, have=end - begin, need=want)
+            return None
+        return TensorEntry(name, dtype, tuple(shape), begin, end)
+
+    def _check_coverage(self, entries: list[TensorEntry], data_size: int) -> None:
+        """Offsets must tile the data buffer exactly: no overlap, no hole, nothing after the last tensor."""
+        if not entries:
+            return
+        begins = np.fromiter((e.begin for e in entries), dtype=np.int64, count=len(entries))
+        ends = np.fromiter((e.end for e in entries), dtype=np.int64, count=len(entries))
+        order = np.argsort(begins, kind="stable")
+        b, en = begins[order], ends[order]
+        overlaps = np.nonzero(b[1:] < en[:-1])[0]
+        gaps = np.nonzero(b[1:] > en[:-1])[0]
+        for i in overlaps[:20]:
+            a_, c_ = entries[order[i]], entries[order[i + 1]]
+            self._err("file.overlap", f"data of {c_.name!r} [{c_.begin}, {c_.end}) overlaps {a_.name!r} [{a_.begin}, {a_.end})",
+                      "the header is corrupt or hostile: two tensors share bytes", tensor=c_.name)
+        for i in gaps[:20]:
+            a_, c_ = entries[order[i]], entries[order[i + 1]]
+            self._err("file.gap", f"{c_.begin - a_.end} unused bytes between {a_.name!r} and {c_.name!r}",
+                      "safetensors requires contiguous data; re-export the file", tensor=c_.name)
+        if b[0] > 0:
+            self._err("file.gap", f"{int(b[0])} unused bytes before the first tensor", "re-export the file")
+        last = int(en.max())
+        if last < data_size:
+            self.findings.append(warning("file.trailing-bytes", f"{data_size - last} bytes after the last tensor",
+                                         hint="harmless to most loaders, but not a canonical safetensors file", file=self.name))
+
+    # -- data ------------------------------------------------------------------------------------------
+    def array(self, name: str) -> np.ndarray:
+        """Read-only view of a tensor (raw storage dtype; BF16 as uint16). Reads pages lazily."""
+        e = self.entries[name]
+        if e.nbytes == 0:
+            return np.zeros(e.shape, dtype=dtypes.STORAGE[e.dtype])
+        if self._mmap is None:
+            self._mmap = np.memmap(self.path, dtype=np.uint8, mode="r")
+        raw = self._mmap[self.data_offset + e.begin: self.data_offset + e.end]
+        return raw.view(dtypes.STORAGE[e.dtype]).reshape(e.shape)
+
+    def close(self) -> None:
+        if self._mmap is not None:
+            mm = getattr(self._mmap, "_mmap", None)
+            self._mmap = None
+            if mm is not None:
+                try:
+                    mm.close()
+                except (BufferError, ValueError):
+                    pass  # a view is still alive; the OS unmaps it when the view goes
