@@ -57,6 +57,42 @@ def check(
 
 
 @app.command()
+def layout(
+    target: str = typer.Argument(..., help="a layout name (awq, logical, gptq, gptq-v2, compressed-tensors) or a checkpoint path"),
+    bits: int = typer.Option(4, "--bits", "-b", help="field width, for a layout name"),
+    tensor: Optional[str] = typer.Option(None, "--tensor", help="with a checkpoint: full name of a packed tensor"),
+    row: int = typer.Option(0, "--row", help="with a checkpoint: row of the stored tensor"),
+    col: int = typer.Option(0, "--col", help="with a checkpoint: column of the stored tensor"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON (checkpoint mode)"),
+) -> None:
+    """Show the bit layout of a packed word: for a layout spec, or one real word of a checkpoint."""
+    from .layout_view import LayoutError, render_format, render_word, word_report
+    from .spec import get_spec, layout_names
+
+    try:
+        spec = get_spec(target)
+    except KeyError:
+        spec = None
+    if spec is not None:
+        if bits not in spec.bits:
+            raise usage_error(f"layout {spec.name} has no {bits}-bit packing (it has {spec.bits})")
+        render_format(spec, bits, console)
+        return
+    if not Path(target).exists():
+        raise usage_error(f"{target!r} is neither a layout ({', '.join(layout_names())}) nor an existing path")
+    if tensor is None:
+        raise usage_error("with a checkpoint, name a packed tensor: --tensor NAME [--row R --col C]")
+    try:
+        rep = word_report(target, tensor, row, col)
+    except LayoutError as exc:
+        raise usage_error(str(exc))
+    if as_json:
+        print(json.dumps(rep, indent=2))
+    else:
+        render_word(rep, console)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     print(__version__)
