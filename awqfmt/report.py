@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -12,39 +13,51 @@ from .check import CheckResult
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def render_check(result: CheckResult, console: Console, max_findings: int = 200) -> None:
+def _summary(result: CheckResult) -> Table:
     lay = result.layout
     status = Text("OK", style="bold green") if result.errors == 0 else Text(f"{result.errors} error(s)", style="bold red")
-    summary = Table.grid(padding=(0, 2))
-    summary.add_column(style="bold")
-    summary.add_column()
-    summary.add_row("checkpoint", result.path)
-    summary.add_row("status", Text.assemble(status, f"  {result.warnings} warning(s)"))
-    detected = lay.get("detected") or "-"
-    cfg = lay.get("config") or "-"
-    summary.add_row("layout", f"{detected} (tensors)  /  {cfg} (config{': ' + ', '.join(lay['config_files']) if lay.get('config_files') else ''})")
-    summary.add_row("quantization", f"bits={lay.get('bits')}  group_size={lay.get('group_size')}  sym={lay.get('sym')}  desc_act={lay.get('desc_act')}")
-    summary.add_row("contents", f"{result.modules} quantized modules, {lay.get('unquantized_tensors')} other tensors, "
-                                f"{result.tensors} tensors in {lay.get('files')} file(s)" + (f" via {lay['index']}" if lay.get("index") else ""))
-    console.print(Panel(summary, title="awqfmt check", expand=False))
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("checkpoint", escape(result.path))
+    grid.add_row("status", Text.assemble(status, f"  {result.warnings} warning(s)"))
+    files = f" ({', '.join(lay['config_files'])})" if lay.get("config_files") else ""
+    grid.add_row("layout", f"{lay.get('detected') or '-'} from tensors, {lay.get('config') or '-'} from config{escape(files)}")
+    grid.add_row("quantization", f"bits={lay.get('bits')}  group_size={lay.get('group_size')}  sym={lay.get('sym')}  desc_act={lay.get('desc_act')}")
+    grid.add_row("contents", f"{result.modules} quantized modules, {lay.get('unquantized_tensors')} other tensors, "
+                             f"{result.tensors} tensors in {lay.get('files')} file(s)" + (f" via {escape(lay['index'])}" if lay.get("index") else ""))
+    return grid
+
+
+def render_check(result: CheckResult, console: Console, per_rule: int = 5) -> None:
+    console.print(Panel(_summary(result), title="awqfmt check", expand=False))
     if not result.findings:
         console.print("[green]No findings: every rule passed.[/green]")
         return
-    by_code: dict[str, int] = {}
+    counts: dict[str, int] = {}
     for f in result.findings:
-        by_code[f.code] = by_code.get(f.code, 0) + 1
-    table = Table(title="Findings (worst first)", show_lines=False, expand=True)
-    table.add_column("sev", no_wrap=True)
-    table.add_column("rule", no_wrap=True)
-    table.add_column("where", overflow="fold", ratio=2)
-    table.add_column("message / hint", overflow="fold", ratio=5)
-    for f in result.findings[:max_findings]:
-        where = "\n".join(x for x in (f.file, f.module, (f.tensor or "").rsplit(".", 1)[-1] if f.module else f.tensor) if x)
-        body = Text(f.message)
+        counts[f.code] = counts.get(f.code, 0) + 1
+    rules = Table(title="Rules hit", show_edge=False)
+    for col in ("severity", "rule", "findings"):
+        rules.add_column(col)
+    seen: set[str] = set()
+    for f in result.findings:  # already worst first
+        if f.code not in seen:
+            seen.add(f.code)
+            rules.add_row(Text(f.severity.value, style=STYLE[f.severity.value]), f.code, str(counts[f.code]))
+    console.print(rules)
+    shown: dict[str, int] = {}
+    for f in result.findings:
+        shown[f.code] = shown.get(f.code, 0) + 1
+        if shown[f.code] > per_rule:
+            continue
+        tensor = f.tensor[len(f.module) + 1:] if f.tensor and f.module and f.tensor.startswith(f.module + ".") else f.tensor
+        where = " > ".join(escape(x) for x in (f.file, f.module, tensor) if x)
+        console.print(Text.assemble((f"{f.severity.value:<7}", STYLE[f.severity.value]), (f.code, "bold")), markup=False)
+        if where:
+            console.print(f"        [dim]at[/dim] {where}")
+        console.print(Text("        " + f.message))
         if f.hint:
-            body.append("\nhint: " + f.hint, style="dim")
-        table.add_row(Text(f.severity.value, style=STYLE[f.severity.value]), f.code, where, body)
-    console.print(table)
-    if len(result.findings) > max_findings:
-        console.print(f"... {len(result.findings) - max_findings} more findings (use --json for all)")
-    console.print("rules hit: " + ", ".join(f"{code} x{n}" for code, n in sorted(by_code.items(), key=lambda kv: -kv[1])))
+            console.print(Text("        hint: " + f.hint, style="dim"))
+        if shown[f.code] == per_rule and counts[f.code] > per_rule:
+            console.print(f"        [dim]... {counts[f.code] - per_rule} more {f.code} finding(s); --json lists all[/dim]")
