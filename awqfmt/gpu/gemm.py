@@ -1,0 +1,408 @@
+"""Launch code for the W4A16 kernels in the top-level `kernels/` directory (CuPy RawModule / NVRTC).
+
+    y[M, N] (fp16) = x[M, K] (fp16) @ W[K, N],   W[k, n] = (q[k, n] - z[g, n]) * s[g, n]
+
+Two methods:
+- "skinny": one launch of a weight-streaming tensor-core kernel (kernels/w4a16_gemm.cu) that reads the packed
+  words directly (AWQ-interleaved words with the lop3 / 0x64006400 conversion, no reverse-order step), splits K
+  across blocks and finishes the split-K reduction inside the same launch. For small M (decode).
+- "dequant": dequantize to a dense fp16 W (kernels/w4a16_dequant.cu), then cuBLAS (`cupy.matmul`). For large M,
+  and for GPTQ act-order (non-trivial g_idx) at any M.
+
+Layouts: "awq" (qweight [K, N/8], nibble i = column [0,2,4,6,1,3,5,7][i]), "logical" (same shapes, natural
+order; decoded with shifts and masks by default, `decode="lop3"` for the lop3 decoder), "gptq" (qweight [K/8, N]
+packed along K, qzeros store z - 1) and "gptq-v2" (qzeros store z). qzeros [n_g, N/8], scales [n_g, N] (fp16,
+or bf16 as raw uint16 bits with scale_dtype="BF16").
+
+CuPy is imported lazily: importing this module works without it. Every launch is checked (launch errors
+raise at once; `check=True` or AWQFMT_GPU_CHECK=1 also synchronizes and raises asynchronous faults).
+The split-K workspace is shared per device: use one stream at a time per device.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+# M up to this uses the skinny kernel, above it dequantize + cuBLAS (measured crossover, see
+# benchmarks/gemm/RESULTS.md).
+SKINNY_MAX_M = 32
+
+# layout name -> (spec name, default decode)
+_LAYOUTS = {"awq": "lop3", "logical": "shift", "gptq": "shift", "gptq-v2": "shift"}
+# (layout, decode) -> kernel LAYOUT template code (kernels/w4a16_common.cuh)
+_CODES = {("awq", "lop3"): 0, ("logical", "lop3"): 1, ("logical", "shift"): 2, ("gptq", "shift"): 3,
+          ("gptq-v2", "shift"): 3}
+
+_GEMM_SRC = "w4a16_gemm.cu"
+_DEQUANT_SRC = "w4a16_dequant.cu"
+
+
+class GemmError(RuntimeError):
+    """Bad arguments for a kernel, or the GPU/CuPy is not usable."""
+
+
+def gpu_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device. Never raises."""
+    try:
+        import cupy  # noqa: F401
+
+        return int(cupy.cuda.runtime.getDeviceCount()) > 0
+    except Exception:
+        return False
+
+
+def _cupy():
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a broken CUDA install
+        raise GemmError(f"CuPy is not usable here ({exc}); install awqfmt[gpu] on a machine with an NVIDIA GPU") from exc
+    return cupy
+
+
+def kernels_dir() -> Path:
+    """The directory holding the .cu/.cuh sources (awqfmt/kernels in a wheel, ../kernels in a checkout)."""
+    pkg = Path(__file__).resolve().parent.parent
+    for cand in (pkg / "kernels", pkg.parent / "kernels"):
+        if (cand / "w4a16_common.cuh").is_file():
+            return cand
+    raise GemmError(f"kernel sources not found (looked in {pkg / 'kernels'} and {pkg.parent / 'kernels'})")
+
+
+_sources: dict[str, str] = {}
+_kernels: dict[tuple, Any] = {}
+
+
+def _source(fname: str) -> str:
+    """Source text with the local #include inlined (NVRTC has no include path by default, and CuPy's
+    compile cache keys on the source text, so an edited header must change the text)."""
+    if fname not in _sources:
+        kdir = kernels_dir()
+        text = (kdir / fname).read_text()
+        common = (kdir / "w4a16_common.cuh").read_text()
+        _sources[fname] = text.replace('#include "w4a16_common.cuh"', common)
+    return _sources[fname]
+
+
+def _kernel(fname: str, name: str):
+    cp = _cupy()
+    key = (cp.cuda.Device().id, fname, name)
+    k = _kernels.get(key)
+    if k is None:
+        try:
+            mod = cp.RawModule(code=_source(fname), options=("-std=c++17",), name_expressions=[name])
+            k = mod.get_function(name)
+        except Exception as exc:
+            raise GemmError(f"compiling {name} from {fname} failed: {exc}") from exc
+        _kernels[key] = k
+    return k
+
+
+def _sm_count() -> int:
+    cp = _cupy()
+    return int(cp.cuda.Device().attributes["MultiProcessorCount"])
+
+
+def _blocks_per_sm(kern, threads: int = 256) -> int:
+    try:
+        regs = int(kern.num_regs)
+    except Exception:
+        regs = 128
+    per_warp = -(-regs * 32 // 256) * 256  # allocation granularity 256 registers per warp
+    return max(1, min(8, 65536 // (per_warp * (threads // 32))))
+
+
+_workspaces: dict[int, tuple[Any, Any]] = {}
+
+
+def _workspace(n_float: int, n_counters: int):
+    """Zeroed fp32 split-K workspace and tile counters; the kernel leaves them zeroed after each launch."""
+    cp = _cupy()
+    dev = cp.cuda.Device().id
+    ws, ct = _workspaces.get(dev, (None, None))
+    if ws is None or ws.size < n_float:
+        ws = cp.zeros(max(n_float, 1 << 20), dtype=cp.float32)
+    if ct is None or ct.size < n_counters:
+        ct = cp.zeros(max(n_counters, 4096), dtype=cp.uint32)
+    _workspaces[dev] = (ws, ct)
+    return ws, ct
+
+
+_scratch: dict[int, Any] = {}
+
+
+def _dequant_buffer(n: int):
+    cp = _cupy()
+    dev = cp.cuda.Device().id
+    buf = _scratch.get(dev)
+    if buf is None or buf.size < n:
+        buf = cp.empty(n, dtype=cp.float16)
+        _scratch[dev] = buf
+    return buf[:n]
+
+
+# ---- argument handling ---------------------------------------------------------------------------------
+
+def _dev(a, dtype, name: str, align: int = 16):
+    cp = _cupy()
+    arr = cp.asarray(a)
+    if dtype is not None and arr.dtype != dtype:
+        if arr.dtype.itemsize == np.dtype(dtype).itemsize and arr.dtype.kind in "iu" and np.dtype(dtype).kind in "iu":
+            arr = arr.view(dtype)
+        else:
+            raise GemmError(f"{name} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+    if not arr.flags.c_contiguous or arr.data.ptr % align:
+        arr = cp.array(arr, order="C", copy=True)
+    return arr
+
+
+def _scales_dev(s, scale_dtype: str):
+    cp = _cupy()
+    if scale_dtype == "BF16":
+        arr = cp.asarray(s)
+        if arr.dtype.itemsize != 2:
+            raise GemmError(f"BF16 scales must be 2-byte raw bits (uint16), got {arr.dtype}")
+        return _dev(arr.view(cp.uint16), cp.uint16, "scales"), True
+    if scale_dtype == "F16":
+        return _dev(s, cp.float16, "scales"), False
+    if scale_dtype == "F32":
+        arr = cp.asarray(s, dtype=cp.float32)
+        if arr.size and float(cp.abs(arr).max()) > 65504.0:
+            raise GemmError("F32 scales exceed the fp16 range")
+        return _dev(arr.astype(cp.float16), cp.float16, "scales"), False
+    raise GemmError(f"unsupported scale_dtype {scale_dtype!r} (F16, BF16 or F32)")
+
+
+def _resolve(layout_name: str, decode: str | None) -> tuple[str, int]:
+    if layout_name not in _LAYOUTS:
+        raise GemmError(f"no GPU kernel for layout {layout_name!r} (have: {', '.join(_LAYOUTS)})")
+    decode = decode or _LAYOUTS[layout_name]
+    code = _CODES.get((layout_name, decode))
+    if code is None:
+        raise GemmError(f"layout {layout_name!r} has no {decode!r} decoder")
+    return layout_name, code
+
+
+def _default_zero_offset(layout_name: str) -> int:
+    try:
+        from ..spec import get_spec
+
+        return int(get_spec(layout_name).zero_offset)
+    except Exception:
+        return -1 if layout_name == "gptq" else 0
+
+
+class _Prepared:
+    """Device tensors and dimensions of one packed module."""
+
+    def __init__(self, layout_name: str, tensors: Mapping[str, Any], *, bits: int, group_size: int,
+                 scale_dtype: str, zero_offset: int | None, decode: str | None):
+        cp = _cupy()
+        if bits != 4:
+            raise GemmError(f"the GPU kernels handle 4-bit weights only (got bits={bits})")
+        self.layout, self.code = _resolve(layout_name, decode)
+        self.gptq = self.code == 3
+        if "qweight" not in tensors or "scales" not in tensors:
+            raise GemmError("tensors must hold at least 'qweight' and 'scales'")
+        self.qw = _dev(tensors["qweight"], cp.int32, "qweight")
+        self.sc, self.bf16 = _scales_dev(tensors["scales"], scale_dtype)
+        if self.qw.ndim != 2 or self.sc.ndim != 2:
+            raise GemmError("qweight and scales must be 2-D")
+        if self.gptq:
+            self.K, self.N = self.qw.shape[0] * 8, self.qw.shape[1]
+        else:
+            self.K, self.N = self.qw.shape[0], self.qw.shape[1] * 8
+        K, N = self.K, self.N
+        if N % 8 or self.sc.shape[1] != N:
+            raise GemmError(f"scales have {self.sc.shape[1]} columns, qweight implies N={N} (N must be a multiple of 8)")
+        G = K if group_size in (-1, 0, None) else int(group_size)
+        if G <= 0 or K % G:
+            raise GemmError(f"group_size {group_size} does not divide K={K}")
+        self.G = G
+        self.n_g = K // G
+        if self.sc.shape[0] != self.n_g:
+            raise GemmError(f"scales have {self.sc.shape[0]} rows, expected K/G = {self.n_g}")
+        off = _default_zero_offset(layout_name) if zero_offset is None else int(zero_offset)
+        self.zoff = -off  # the kernel adds this to the stored field
+        if self.zoff not in (0, 1):
+            raise GemmError(f"zero_offset {off} not supported (0: stored z, -1: stored z - 1)")
+        if tensors.get("qzeros") is not None:
+            self.qz = _dev(tensors["qzeros"], cp.int32, "qzeros")
+            if tuple(self.qz.shape) != (self.n_g, N // 8):
+                raise GemmError(f"qzeros has shape {tuple(self.qz.shape)}, expected {(self.n_g, N // 8)}")
+        else:  # symmetric, zeros not stored: z = 8
+            field = (8 + off) & 0xF
+            word = np.array(field * 0x11111111, dtype=np.uint32).view(np.int32)
+            self.qz = cp.full((self.n_g, N // 8), int(word), dtype=cp.int32)
+        self.g_idx = None
+        gi = tensors.get("g_idx")
+        if gi is not None:
+            gdev = _dev(gi, None, "g_idx").astype(cp.int32)
+            if gdev.shape != (K,):
+                raise GemmError(f"g_idx has shape {tuple(gdev.shape)}, expected ({K},)")
+            trivial = cp.arange(K, dtype=cp.int32) // G
+            if not bool((gdev == trivial).all()):
+                if not self.gptq:
+                    raise GemmError(f"layout {layout_name} has no g_idx (act-order)")
+                if int(gdev.min()) < 0 or int(gdev.max()) >= self.n_g:
+                    raise GemmError("g_idx values out of range")
+                self.g_idx = cp.ascontiguousarray(gdev)
+
+    @property
+    def skinny_ok(self) -> bool:
+        return self.g_idx is None and (self.G % 32 == 0 or self.G == self.K)
+
+
+def pick_method(M: int, prepared_or_none=None) -> str:
+    if prepared_or_none is not None and not prepared_or_none.skinny_ok:
+        return "dequant"
+    return "skinny" if M <= SKINNY_MAX_M else "dequant"
+
+
+def _default_config(M: int) -> dict:
+    if M <= 8:
+        return {"wc": 2, "nt": 1, "pf": 1}
+    if M <= 16:
+        return {"wc": 2, "nt": 2, "pf": 1}
+    return {"wc": 1, "nt": 4, "pf": 1}
+
+
+def _check(check: bool) -> None:
+    if check or os.environ.get("AWQFMT_GPU_CHECK"):
+        cp = _cupy()
+        try:
+            cp.cuda.get_current_stream().synchronize()
+        except Exception as exc:
+            raise GemmError(f"kernel failed: {exc}") from exc
+
+
+def _launch(kern, grid, block, args, what: str):
+    try:
+        kern(grid, block, args)
+    except Exception as exc:
+        raise GemmError(f"launching {what} failed: {exc}") from exc
+
+
+def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
+    cfg = dict(_default_config(M))
+    if config:
+        cfg.update(config)
+    wc, nt, pf = int(cfg["wc"]), int(cfg["nt"]), int(cfg["pf"])
+    K, N = p.K, p.N
+    if not p.gptq:
+        while wc > 1 and ((N // 8) % wc or p.qw.data.ptr % (4 * wc)):
+            wc //= 2
+    name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf}>"
+    kern = _kernel(_GEMM_SRC, name)
+    n_units = -(-K // 32)
+    col_tiles = -(-N // (64 * wc))
+    tok_tiles = -(-M // (8 * nt))
+    target = cfg.get("target_blocks") or _sm_count() * _blocks_per_sm(kern)
+    splits = max(1, min(int(round(target / (col_tiles * tok_tiles))), -(-n_units // 8)))
+    ups = -(-n_units // splits)
+    splits = -(-n_units // ups)
+    if tok_tiles > 65535 or splits > 65535:
+        raise GemmError(f"M={M} too large for the skinny kernel")
+    ws, ct = _workspace(M * N, col_tiles * tok_tiles)
+    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.G), np.int32(ups))
+    _launch(kern, (col_tiles, splits, tok_tiles), (256,), args, name)
+    return {"kernel": name, "grid": (col_tiles, splits, tok_tiles), "units_per_split": ups}
+
+
+def _run_dequant(p: _Prepared, W) -> str:
+    code = p.code
+    name = f"w4_dequant<{code},{int(p.bf16)},{p.zoff},{int(p.g_idx is not None)}>"
+    kern = _kernel(_DEQUANT_SRC, name)
+    total = (p.K // 8) * (p.N // 8) if p.gptq else p.K * (p.N // 8)
+    gidx = p.g_idx if p.g_idx is not None else p.qw  # never read without GIDX
+    args = (p.qw, p.qz, p.sc, gidx, W, np.int32(p.K), np.int32(p.N), np.int32(p.G))
+    _launch(kern, (-(-total // 256),), (256,), args, name)
+    return name
+
+
+def dequantize_packed(layout_name: str, tensors: Mapping[str, Any], *, bits: int = 4, group_size: int,
+                      scale_dtype: str = "F16", zero_offset: int | None = None, decode: str | None = None,
+                      out=None, check: bool = False):
+    """Packed module -> dense fp16 W [K, N] on the GPU (cupy array)."""
+    cp = _cupy()
+    p = _Prepared(layout_name, tensors, bits=bits, group_size=group_size, scale_dtype=scale_dtype,
+                  zero_offset=zero_offset, decode=decode)
+    W = out if out is not None else cp.empty((p.K, p.N), dtype=cp.float16)
+    if W.shape != (p.K, p.N) or W.dtype != cp.float16 or not W.flags.c_contiguous:
+        raise GemmError("out must be a C-contiguous fp16 [K, N] array")
+    _run_dequant(p, W)
+    _check(check)
+    return W
+
+
+def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 4, group_size: int,
+                scale_dtype: str = "F16", zero_offset: int | None = None, method: str = "auto",
+                decode: str | None = None, out=None, config: dict | None = None, check: bool = False,
+                info: dict | None = None):
+    """y = x @ W for a packed 4-bit module, on the GPU. Returns a cupy fp16 array [M, N].
+
+    layout_name: "awq" | "logical" | "gptq" | "gptq-v2". tensors: {"qweight", "qzeros", "scales"[, "g_idx"]}
+    as numpy or cupy arrays (the spec's short names). x: [M, K] or [K] (converted to fp16).
+    scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
+    (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
+    decode: "lop3" | "shift" (only "logical" has both). config: skinny-kernel overrides {wc, nt, pf,
+    target_blocks}. info: if a dict is passed, it receives what ran.
+    """
+    cp = _cupy()
+    p = tensors if isinstance(tensors, _Prepared) else _Prepared(
+        layout_name, tensors, bits=bits, group_size=group_size, scale_dtype=scale_dtype,
+        zero_offset=zero_offset, decode=decode)
+    xd = cp.asarray(x)
+    if xd.ndim == 1:
+        xd = xd.reshape(1, -1)
+    if xd.ndim != 2 or xd.shape[1] != p.K:
+        raise GemmError(f"x has shape {tuple(xd.shape)}, expected [M, {p.K}]")
+    if xd.dtype != cp.float16:
+        xd = xd.astype(cp.float16)
+    xd = _dev(xd, cp.float16, "x")
+    M = int(xd.shape[0])
+    y = out if out is not None else cp.empty((M, p.N), dtype=cp.float16)
+    if y.shape != (M, p.N) or y.dtype != cp.float16 or not y.flags.c_contiguous:
+        raise GemmError(f"out must be a C-contiguous fp16 array of shape {(M, p.N)}")
+    if M == 0:
+        return y
+    if method == "auto":
+        method = pick_method(M, p)
+    if method == "skinny":
+        if not p.skinny_ok:
+            raise GemmError("the skinny kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
+        ran = _run_skinny(p, xd, y, M, config)
+    elif method == "dequant":
+        W = _dequant_buffer(p.K * p.N).reshape(p.K, p.N)
+        ran = {"kernel": _run_dequant(p, W) + " + cupy.matmul"}
+        try:
+            cp.matmul(xd, W, out=y)
+        except Exception as exc:
+            raise GemmError(f"cupy.matmul failed: {exc}") from exc
+    else:
+        raise GemmError(f"unknown method {method!r} (auto, skinny, dequant)")
+    _check(check)
+    if info is not None:
+        info.update(ran, method=method)
+    return y
+
+
+def prepare(layout_name: str, tensors: Mapping[str, Any], *, bits: int = 4, group_size: int,
+            scale_dtype: str = "F16", zero_offset: int | None = None, decode: str | None = None) -> _Prepared:
+    """Upload and validate a module once (for repeated gemm_packed calls: pass the result as `tensors`)."""
+    return _Prepared(layout_name, tensors, bits=bits, group_size=group_size, scale_dtype=scale_dtype,
+                     zero_offset=zero_offset, decode=decode)
+
+
+def bytes_moved(K: int, N: int, M: int, group_size: int) -> int:
+    """Fewest bytes a W4A16 GEMM must move: packed weights, zeros, scales, x and y, once each."""
+    n_g = K // (K if group_size in (-1, 0) else group_size)
+    return K * N // 2 + n_g * N // 2 + n_g * N * 2 + M * K * 2 + M * N * 2
+
+
+__all__ = ["GemmError", "SKINNY_MAX_M", "bytes_moved", "dequantize_packed", "gemm_packed", "gpu_available",
+           "kernels_dir", "pick_method", "prepare"]
+

@@ -1,0 +1,214 @@
+// Shared helpers for the W4A16 kernels (fp16 activations x 4-bit packed weights).
+//
+// No #include of any kind: every file here compiles both with nvcc (CI: tests/test_kernels_compile.py) and
+// with NVRTC through cupy.RawModule (awqfmt/gpu/gemm.py). fp16 values travel as raw 16-bit patterns
+// (unsigned short) and pairs of them as one 32-bit register ("half2"); all f16 arithmetic is inline PTX.
+#pragma once
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+
+// Layout / decode variants (template parameter LAYOUT).
+#define AWQFMT_L_AWQ 0         // [K, N/8] words, nibble i holds column [0,2,4,6,1,3,5,7][i]; lop3 decode
+#define AWQFMT_L_NAT_LOP3 1    // [K, N/8] words, natural order (nibble i = column i); same lop3 decode
+#define AWQFMT_L_NAT_SHIFT 2   // [K, N/8] words, natural order; decoded with per-nibble shifts and masks
+#define AWQFMT_L_GPTQ 3        // [K/8, N] words packed along K, natural order
+
+// fp16 1024.0 in both halves. An fp16 with bits 0x6400 | v (v < 1024) equals 1024 + v.
+#define AWQFMT_MAGIC 0x64006400u
+
+// (a & b) | c in one instruction.
+__device__ __forceinline__ u32 lop3_and_or(u32 a, u32 b, u32 c) {
+    u32 r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+
+// Byte permute: result byte i = byte sel[i] of the 8-byte value {b, a} (a = bytes 0-3, b = bytes 4-7).
+template <u32 SEL>
+__device__ __forceinline__ u32 prmt(u32 a, u32 b) {
+    u32 r;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "n"(SEL));
+    return r;
+}
+
+__device__ __forceinline__ u32 hsub2(u32 a, u32 b) {
+    u32 r;
+    asm("sub.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+__device__ __forceinline__ u32 hmul2(u32 a, u32 b) {
+    u32 r;
+    asm("mul.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+__device__ __forceinline__ float h2f(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+__device__ __forceinline__ float h2f_lo(u32 h2) { return h2f((u16)(h2 & 0xFFFFu)); }
+__device__ __forceinline__ float h2f_hi(u32 h2) { return h2f((u16)(h2 >> 16)); }
+
+__device__ __forceinline__ u16 f2h(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// (lo, hi) floats -> one register of two fp16 (lo in bits 0-15).
+__device__ __forceinline__ u32 f2h2(float lo, float hi) {
+    u32 r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+__device__ __forceinline__ float bf2f(u16 b) { return __uint_as_float(((u32)b) << 16); }
+
+// A scale (fp16 or bf16 raw bits) as float.
+template <int BF16>
+__device__ __forceinline__ float scale_f(u16 s) {
+    return BF16 ? bf2f(s) : h2f(s);
+}
+
+// Half j (0..7) of a 16-byte vector.
+__device__ __forceinline__ uint4 u4(u32 a, u32 b, u32 c, u32 d) {
+    uint4 r;
+    r.x = a; r.y = b; r.z = c; r.w = d;
+    return r;
+}
+__device__ __forceinline__ uint2 u2(u32 a, u32 b) {
+    uint2 r;
+    r.x = a; r.y = b;
+    return r;
+}
+
+__device__ __forceinline__ u16 half_of(const uint4& v, int j) {
+    u32 w = (j < 2) ? v.x : (j < 4) ? v.y : (j < 6) ? v.z : v.w;
+    return (u16)((j & 1) ? (w >> 16) : (w & 0xFFFFu));
+}
+
+// ---- loads -------------------------------------------------------------------------------------------
+// Weights are streamed once: read-only path, no L1 allocation.
+__device__ __forceinline__ uint4 ldg_stream_v4(const void* p) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ uint2 ldg_stream_v2(const void* p) {
+    uint2 r;
+    asm("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ u32 ldg_stream_u32(const void* p) {
+    u32 r;
+    asm("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(r) : "l"(p));
+    return r;
+}
+// Small, reused data (activations, scales, zeros): read-only cached path.
+__device__ __forceinline__ uint4 ldg_v4(const void* p) {
+    uint4 r;
+    asm("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ uint2 ldg_v2(const void* p) {
+    uint2 r;
+    asm("ld.global.nc.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ u32 ldg_u32(const void* p) {
+    u32 r;
+    asm("ld.global.nc.u32 %0, [%1];" : "=r"(r) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ u16 ldg_u16(const void* p) {
+    u16 r;
+    asm("ld.global.nc.u16 %0, [%1];" : "=h"(r) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ int ldg_i32(const void* p) {
+    int r;
+    asm("ld.global.nc.s32 %0, [%1];" : "=r"(r) : "l"(p));
+    return r;
+}
+// L2-coherent load/store of the split-K workspace (written by other blocks' atomics).
+__device__ __forceinline__ float ld_cg_f32(const float* p) {
+    float r;
+    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(r) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ void st_cg_f32(float* p, float v) {
+    asm volatile("st.global.cg.f32 [%0], %1;" ::"l"(p), "f"(v));
+}
+__device__ __forceinline__ void st_v4(void* p, u32 a, u32 b, u32 c, u32 d) {
+    asm volatile("st.global.v4.u32 [%0], {%1,%2,%3,%4};" ::"l"(p), "r"(a), "r"(b), "r"(c), "r"(d));
+}
+
+// ---- int4 -> fp16 decoders ---------------------------------------------------------------------------
+//
+// K-paired decode for the tensor-core kernel: from two words a (row k) and b (row k+1) of the same 8
+// columns, h[e] = fp16x2 (1024 + field e of a, 1024 + field e of b), i.e. one k-pair of the column held by
+// nibble e. Two byte permutes put a's and b's low (high) 16 bits side by side; then each of the four
+// lop3 steps of the 0x64006400 trick yields one k-pair. Odd e come out multiplied by 16
+// ((1024 + 16 q): nibble in bits 4-7), which the caller folds into its fp32 scale.
+__device__ __forceinline__ void dec_kpair_lop3(u32 a, u32 b, u32 (&h)[8]) {
+    const u32 lo = prmt<0x5410>(a, b);  // a.b0 a.b1 b.b0 b.b1: nibbles 0-3 of a | nibbles 0-3 of b
+    const u32 hi = prmt<0x7632>(a, b);  // nibbles 4-7
+    h[0] = lop3_and_or(lo, 0x000F000Fu, AWQFMT_MAGIC);
+    h[1] = lop3_and_or(lo, 0x00F000F0u, AWQFMT_MAGIC);
+    h[2] = lop3_and_or(lo >> 8, 0x000F000Fu, AWQFMT_MAGIC);
+    h[3] = lop3_and_or(lo >> 8, 0x00F000F0u, AWQFMT_MAGIC);
+    h[4] = lop3_and_or(hi, 0x000F000Fu, AWQFMT_MAGIC);
+    h[5] = lop3_and_or(hi, 0x00F000F0u, AWQFMT_MAGIC);
+    h[6] = lop3_and_or(hi >> 8, 0x000F000Fu, AWQFMT_MAGIC);
+    h[7] = lop3_and_or(hi >> 8, 0x00F000F0u, AWQFMT_MAGIC);
+}
+
+// The same k-pairs, the textbook way: shift each nibble down, mask it, place it. No x16 factor.
+__device__ __forceinline__ void dec_kpair_shift(u32 a, u32 b, u32 (&h)[8]) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+        const u32 qa = (a >> (4 * e)) & 0xFu;
+        const u32 qb = (b >> (4 * e)) & 0xFu;
+        h[e] = qa | (qb << 16) | AWQFMT_MAGIC;
+    }
+}
+
+// N-paired decode for the dequantize kernel (one word = 8 columns of one row -> 4 fp16x2 of adjacent
+// columns (2p, 2p+1), value 1024 + q).
+// AWQ order: nibbles p and p+4 hold columns 2p and 2p+1, so (w >> 4p) & 0x000F000F is the pair directly.
+__device__ __forceinline__ void dec_npair_awq(u32 w, u32 (&h)[4]) {
+    h[0] = lop3_and_or(w, 0x000F000Fu, AWQFMT_MAGIC);
+    h[1] = lop3_and_or(w >> 4, 0x000F000Fu, AWQFMT_MAGIC);
+    h[2] = lop3_and_or(w >> 8, 0x000F000Fu, AWQFMT_MAGIC);
+    h[3] = lop3_and_or(w >> 12, 0x000F000Fu, AWQFMT_MAGIC);
+}
+// Natural order, lop3 after byte permutes: nibbles 2p, 2p+1 share byte p; put byte p of w and of w >> 4
+// side by side, then one lop3.
+__device__ __forceinline__ void dec_npair_nat_lop3(u32 w, u32 (&h)[4]) {
+    const u32 w4 = w >> 4;
+    h[0] = lop3_and_or(prmt<0x4400>(w, w4), 0x000F000Fu, AWQFMT_MAGIC);
+    h[1] = lop3_and_or(prmt<0x5511>(w, w4), 0x000F000Fu, AWQFMT_MAGIC);
+    h[2] = lop3_and_or(prmt<0x6622>(w, w4), 0x000F000Fu, AWQFMT_MAGIC);
+    h[3] = lop3_and_or(prmt<0x7733>(w, w4), 0x000F000Fu, AWQFMT_MAGIC);
+}
+// Natural order, shifts and masks.
+__device__ __forceinline__ void dec_npair_nat_shift(u32 w, u32 (&h)[4]) {
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+        const u32 q0 = (w >> (8 * p)) & 0xFu;
+        const u32 q1 = (w >> (8 * p + 4)) & 0xFu;
+        h[p] = q0 | (q1 << 16) | AWQFMT_MAGIC;
+    }
+}
+
+template <int LAYOUT>
+__device__ __forceinline__ void dec_npair(u32 w, u32 (&h)[4]) {
+    if (LAYOUT == AWQFMT_L_AWQ) dec_npair_awq(w, h);
+    else if (LAYOUT == AWQFMT_L_NAT_LOP3) dec_npair_nat_lop3(w, h);
+    else dec_npair_nat_shift(w, h);
+}
