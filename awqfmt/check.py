@@ -261,7 +261,8 @@ def _value_findings(ckpt, module, fit: Fit, cfg, deep, stats, err, warn) -> list
     zeros_stored = None
     if zt.name in module.tensors:
         words, _ = _read(ckpt, module, zt.name)
-        zeros_stored = unpack(np.asarray(words), spec.packing(b), axis=zt.packed_dim, length=n_g if zt.dims[zt.packed_dim] == "n_g" else N)
+        zeros_stored = np.asarray(words) if zt.packed_dim is None else \
+            unpack(np.asarray(words), spec.packing(b), axis=zt.packed_dim, length=n_g if zt.dims[zt.packed_dim] == "n_g" else N)
         zeros_stored = zeros_stored.T if zt.transposed else zeros_stored
         out += _zero_convention_findings(spec, b, zeros_stored, cfg, err, warn, np.asarray(words), zt)
     # codes sample: pack order of qzeros vs qweight, and (GPTQ) which zero convention the codes support
@@ -361,6 +362,8 @@ def _order_findings(ckpt, module, fit: Fit, codes, rows_groups, err, stats) -> l
     Compare the stored order of qzeros with every other order a spec defines at this width."""
     spec, b = fit.spec, fit.bits
     zt = spec.tensor("zeros")
+    if zt.packed_dim is None:
+        return []  # unpacked zeros have no field order to get wrong
     words, _ = _read(ckpt, module, zt.name)
     base = spec.packing(b)
     orders = {base.order}

@@ -48,14 +48,15 @@ class LogicalModule:
     g_idx: np.ndarray | None = None
     symmetric: bool | None = None
     extras: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)  # bias etc., copied as stored
+    dims: tuple[int, int] | None = None  # (K, N) when `codes` was not decoded (a caller repacks the words itself)
 
     @property
     def K(self) -> int:
-        return self.codes.shape[0]
+        return self.codes.shape[0] if self.codes is not None else self.dims[0]
 
     @property
     def N(self) -> int:
-        return self.codes.shape[1]
+        return self.codes.shape[1] if self.codes is not None else self.dims[1]
 
     @property
     def n_groups(self) -> int:
@@ -124,11 +125,14 @@ def decode(
     *,
     symmetric: bool | None = None,
     v1_all_ones: str = "kernel",
+    with_codes: bool = True,
 ) -> LogicalModule:
     """Stored tensors of one module (keys are the spec's short names) -> LogicalModule.
 
     `v1_all_ones`: how to read a GPTQ v1 zero field of 2^b - 1: "kernel" (mask then +1 = 2^b, what the CUDA and
     exllama kernels compute) or "mask" (+1 then mask = 0, AutoGPTQ's qlinear_cuda_old torch path).
+    `with_codes=False` leaves `codes` None (shapes are still validated): for callers that repack the packed
+    words directly (awqfmt.repack) and need only the small tensors in logical form.
     """
     for t in spec.tensors:
         if not t.optional and t.name not in tensors:
@@ -145,9 +149,16 @@ def decode(
     env = spec.dims_env(K, N, G, bits)
     n_g = env["n_g"]
     ct, zt, st = spec.tensor("codes"), spec.tensor("zeros"), spec.tensor("scales")
-    codes = _to_logical(tensors[ct.name], ct, spec, bits, K if ct.dims[ct.packed_dim] == "K" else N)
+    codes = None
+    if with_codes:
+        codes = _to_logical(tensors[ct.name], ct, spec, bits, None if ct.packed_dim is None else K if ct.dims[ct.packed_dim] == "K" else N)
+        if ct.packed_dim is None and codes.size and int(codes.max()) >> bits:
+            raise DecodeError("values.code-range", f"{ct.name} holds a code of {int(codes.max())}, which does not fit {bits} bits", ct.name)
     if zt.name in tensors:
         stored = _to_logical(tensors[zt.name], zt, spec, bits, N).astype(np.int32)
+        if zt.packed_dim is None and stored.size and (stored.min() < 0 or stored.max() > _zero_max(spec, bits)):
+            raise DecodeError("values.zero-range", f"{zt.name} holds zero points in [{int(stored.min())}, {int(stored.max())}], "
+                              f"outside [0, {_zero_max(spec, bits)}] for {bits} bits", zt.name)
         zeros = stored - spec.zero_offset  # v1 stores z - 1
         if v1_all_ones == "mask":
             zeros &= (1 << bits) - 1
@@ -164,18 +175,32 @@ def decode(
     bt = spec.tensor("bias")
     if bt is not None and bt.name in tensors:
         extras["bias"] = (np.asarray(tensors[bt.name]), dtype_names[bt.name])
-    module = LogicalModule(bits=bits, group_size=G, codes=np.ascontiguousarray(codes), zeros=np.ascontiguousarray(zeros),
-                           scales=np.ascontiguousarray(scales), scale_dtype=dtype_names[st.name], g_idx=g_idx,
-                           symmetric=symmetric, extras=extras)
+    module = LogicalModule(bits=bits, group_size=G, codes=None if codes is None else np.ascontiguousarray(codes),
+                           zeros=np.ascontiguousarray(zeros), scales=np.ascontiguousarray(scales),
+                           scale_dtype=dtype_names[st.name], g_idx=g_idx, symmetric=symmetric, extras=extras, dims=(K, N))
     if g_idx is not None and not module.has_act_order():
         module.g_idx = None
     return module
 
 
+def _zero_max(spec: LayoutSpec, bits: int) -> int:
+    return int(evaluate(spec.zero_max, {"b": bits}))
+
+
+def _plain_dtype(t: TensorSpec, values: np.ndarray) -> tuple[np.ndarray, str]:
+    """An unpacked integer tensor in the narrowest of the spec's dtypes that holds it."""
+    top = int(values.max()) if values.size else 0
+    for name in t.dtypes:
+        if top <= np.iinfo(dtypes.STORAGE[name]).max:
+            return np.ascontiguousarray(values.astype(dtypes.STORAGE[name])), name
+    raise RepresentationError("convert.value-range", f"{t.name} holds {top}, which none of {list(t.dtypes)} can store")
+
+
 def encode(spec: LayoutSpec, module: LogicalModule) -> dict[str, tuple[np.ndarray, str]]:
     """LogicalModule -> {short tensor name: (array, safetensors dtype)} in `spec`'s layout.
 
-    Raises RepresentationError for anything the layout cannot hold exactly."""
+    Raises RepresentationError for anything the layout cannot hold exactly. A module decoded with
+    `with_codes=False` yields every tensor but the codes."""
     b = module.bits
     if b not in spec.bits:
         raise RepresentationError(
@@ -185,7 +210,7 @@ def encode(spec: LayoutSpec, module: LogicalModule) -> dict[str, tuple[np.ndarra
         raise RepresentationError(
             "convert.act-order", f"layout {spec.name} has no g_idx, and this module's g_idx is not k // group_size "
             "(act-order); reordering would change the weights", "convert to gptq, gptq-v2 or compressed-tensors instead")
-    top = (1 << b) - 1
+    top = _zero_max(spec, b)
     stored_zeros = module.zeros.astype(np.int32) + spec.zero_offset
     if stored_zeros.size and (stored_zeros.min() < 0 or stored_zeros.max() > top):
         bad = int(np.count_nonzero((stored_zeros < 0) | (stored_zeros > top)))
@@ -201,11 +226,15 @@ def encode(spec: LayoutSpec, module: LogicalModule) -> dict[str, tuple[np.ndarra
     out: dict[str, tuple[np.ndarray, str]] = {}
     for t in spec.tensors:
         if t.role == "codes":
-            out[t.name] = (_to_stored(module.codes, t, spec, b), "I32")
+            if module.codes is None:
+                continue
+            out[t.name] = (_to_stored(module.codes, t, spec, b), "I32") if t.packed_dim is not None else \
+                _plain_dtype(t, _to_stored(module.codes, t, spec, b))
         elif t.role == "zeros":
             if spec.zeros_when_symmetric == "absent" and module.is_symmetric():
                 continue
-            out[t.name] = (_to_stored(stored_zeros.astype(np.uint8), t, spec, b), "I32")
+            out[t.name] = (_to_stored(stored_zeros.astype(np.uint8), t, spec, b), "I32") if t.packed_dim is not None else \
+                _plain_dtype(t, _to_stored(stored_zeros, t, spec, b))
         elif t.role == "scales":
             out[t.name] = (_to_stored(module.scales, t, spec, b), module.scale_dtype)
         elif t.role == "g_idx":

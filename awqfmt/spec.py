@@ -85,6 +85,7 @@ class LayoutSpec:
     tensors: tuple[TensorSpec, ...]
     zero_offset: int
     zeros_when_symmetric: str  # "stored" | "absent"
+    zero_max: str  # formula in b: the largest zero point the layout stores (2**b - 1 unless the spec says more)
     g_idx: str  # "none" | "always" | "when-act-order": when the layout writes g_idx
     infer: Mapping[str, str]
     invariants: tuple[Invariant, ...]
@@ -106,6 +107,11 @@ class LayoutSpec:
             if t.role == role:
                 return t
         return None
+
+    @property
+    def packed(self) -> bool:
+        """False for a layout that stores one value per element (no bit fields in words)."""
+        return any(t.packed_dim is not None for t in self.tensors)
 
     @property
     def tensor_names(self) -> tuple[str, ...]:
@@ -145,6 +151,7 @@ def _load(path: Path) -> LayoutSpec:
         return LayoutSpec(
             name=raw["name"], title=raw["title"], aliases=tuple(raw.get("aliases", ())), bits=tuple(raw["bits"]),
             tensors=tensors, zero_offset=int(zp["offset"]), zeros_when_symmetric=zp["when_symmetric"],
+            zero_max=str(zp.get("max", "2**b - 1")),
             g_idx=raw["g_idx"], infer=raw["infer"],
             invariants=tuple(Invariant(**i) for i in raw.get("invariants", ())), config=raw["config"], raw=raw,
         )

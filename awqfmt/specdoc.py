@@ -12,6 +12,8 @@ from .spec import SPEC_DIR, all_specs, config_fields
 
 
 def _word_picture(spec, bits: int) -> str:
+    if not spec.packed:
+        return "not packed: one element per value"
     p = spec.packing(bits)
     if p.words != 1:
         return (f"{p.values} fields of {bits} bits in {p.words} words: one little-endian bit stream, field i at bits "

@@ -28,8 +28,9 @@ def small_tiles(words: int):
 def _pairs(role: str):
     """Every (src layout, src tensor, dst layout, dst tensor, bits) the specs allow for one role."""
     out = []
-    for s in all_specs().values():
-        for d in all_specs().values():
+    packed = [s for s in all_specs().values() if s.packed]  # `unpacked` has no words: convert decodes it via awqfmt.logical
+    for s in packed:
+        for d in packed:
             st_, dt_ = s.tensor(role), d.tensor(role)
             if st_ is None or dt_ is None:
                 continue
