@@ -7,6 +7,8 @@ becomes a `Finding` naming file, module, tensor and rule.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +18,15 @@ import numpy as np
 from . import dtypes
 from .checkpoint import Checkpoint, open_checkpoint
 from .findings import Finding, error, info, sort_findings, warning
-from .logical import infer_dims
+from .logical import DecodeError, RepresentationError, decode, encode
 from .modules import Fit, QuantModule, choose_layout, fit_module, group_modules
 from .packing import unpack
 from .spec import LayoutSpec, Packing, all_specs, evaluate
 
 SAMPLE_GROUPS = 16
+# What loaders assume when a config leaves a field out (transformers AwqConfig / GPTQConfig, AutoGPTQ
+# BaseQuantizeConfig): a missing field is only harmless when the tensors happen to match the default.
+LOADER_DEFAULTS = {"bits": 4, "group_size": 128}
 ORDER_MARGIN = 5.0  # percentage points another field order must win by before we call the stored order wrong
 
 
@@ -77,12 +82,18 @@ def check_checkpoint(ckpt: Checkpoint, deep: bool = False) -> CheckResult:
             module.fits, module.family = fit_cache[key]
         else:
             fit_module(ckpt, module, cfg_bits, cfg_group)
+            if not module.fits and module.family and (cfg_bits is not None or cfg_group is not None):
+                # the config's bits/group_size fit nothing: fit from shapes alone, so that the report can say
+                # "tensors are 8-bit, config says 4" instead of "fits nothing"
+                module.fits, module.family = [], []
+                fit_module(ckpt, module, None, None)
             if key is not None:
                 fit_cache[key] = (module.fits, module.family)
         module.chosen = choose_layout(module, config_layouts)
     chosen = Counter(m.chosen.spec.name for m in modules.values() if m.chosen)
     detected = chosen.most_common(1)[0][0] if chosen else None
     findings += _layout_findings(ckpt, modules, config_layouts, detected)
+    findings += _missing_field_findings(cfg, config_layouts, modules)
     for module in modules.values():
         findings += _module_findings(ckpt, module, cfg, config_layouts, deep, stats)
     findings += _ignore_list_findings(ckpt, modules, unquantized)
@@ -130,6 +141,26 @@ def _shape_key(ckpt: Checkpoint, module: QuantModule) -> tuple | None:
 
 # ---- layout ------------------------------------------------------------------------------------------------
 
+def _missing_field_findings(cfg, config_layouts, modules) -> list[Finding]:
+    """AWQ and GPTQ loaders fill a missing bits / group_size with a default; that is only right by luck."""
+    out = []
+    if not modules or not any(s.config.get("match", {}).get("quant_method", [None])[0] in ("awq", "gptq") for s in config_layouts):
+        return out
+    seen = {"bits": Counter(m.chosen.bits for m in modules.values() if m.chosen),
+            "group_size": Counter(m.chosen.G for m in modules.values() if m.chosen)}
+    for key, default in LOADER_DEFAULTS.items():
+        if key in cfg.values or key in cfg.invalid:
+            continue
+        actual = seen[key].most_common(1)[0][0] if seen[key] else None
+        if actual is None or actual == default:
+            out.append(warning("config.missing-field", f"the quantization config has no {key}; loaders assume {key}={default}, which the tensors match",
+                               hint=f"write {key} explicitly: not every loader has the same default", file=_cfg_file(cfg)))
+        else:
+            out.append(error("config.missing-field", f"the quantization config has no {key}; loaders assume {key}={default}, but the tensors have {key}={actual}",
+                             hint=f"add \"{key}\": {actual} to the quantization config", file=_cfg_file(cfg), evidence={"default": default, "tensors": actual}))
+    return out
+
+
 def _layout_findings(ckpt, modules, config_layouts, detected) -> list[Finding]:
     out = []
     cfg = ckpt.config
@@ -148,6 +179,15 @@ def _layout_findings(ckpt, modules, config_layouts, detected) -> list[Finding]:
                              f"config says {'/'.join(sorted(config_family))} but the tensors have {detected} shapes",
                              hint="the config and the tensors come from different layouts: fix quantization_config or convert the tensors",
                              file=_cfg_file(cfg), evidence={"config": sorted(config_family), "tensors": detected}))
+            return out
+    if config_layouts:
+        names = {s.name for s in config_layouts}
+        for m in modules.values():
+            if m.chosen is not None and m.chosen.spec.name not in names:
+                out.append(error("layout.module-mismatch", f"this module's tensors have {m.chosen.spec.name} shapes; the config says {'/'.join(sorted(names))}",
+                                 hint="one checkpoint mixes layouts: loaders read every module as the config says; convert this module",
+                                 file=ckpt.file_of(next(iter(m.tensors.values()))), module=m.prefix,
+                                 tensor=m.tensors.get(m.chosen.spec.tensor("codes").name)))
     return out
 
 
@@ -185,10 +225,12 @@ def _module_findings(ckpt: Checkpoint, module: QuantModule, cfg, config_layouts,
         return out
     spec, b, K, N, G = fit.spec, fit.bits, fit.K, fit.N, fit.G
     # dtypes
+    wrong_dtype = []
     for t in spec.tensors:
         if t.name in module.tensors:
             dt = ckpt.entry(module.tensors[t.name]).dtype
             if dt not in t.dtypes:
+                wrong_dtype.append(t.role)
                 err("module.dtype", f"{t.name} is {dt}; layout {spec.name} allows {', '.join(t.dtypes)}",
                     hint="re-export with the dtype the layout's kernels read", tensor=t.name)
     # invariants from the spec
@@ -208,7 +250,11 @@ def _module_findings(ckpt: Checkpoint, module: QuantModule, cfg, config_layouts,
     if isinstance(cfg.get("group_size"), int) and cfg.get("group_size") != G and not (G == -1 and cfg.get("group_size") == K):
         err("module.config-group", f"scales have {env['n_g']} groups over K={K} (group_size {G}); config says group_size={cfg.get('group_size')}",
             hint="a group_size mismatch makes loaders mis-shape qzeros/scales (text-generation-webui#541)", tensor=spec.tensor("scales").name)
+    if set(wrong_dtype) & {"codes", "zeros", "scales", "g_idx"}:
+        return out  # values stored in a dtype the layout does not define cannot be read as that layout's fields
     out += _value_findings(ckpt, module, fit, cfg, deep, stats, err, warn)
+    if deep:
+        out += _roundtrip_findings(ckpt, module, fit, err)
     return out
 
 
@@ -323,6 +369,13 @@ def _v1_corrupted_words(words: np.ndarray, spec: LayoutSpec, b: int, zt) -> int:
     return int(np.count_nonzero(count))
 
 
+def sampled_groups(n_g: int, deep: bool) -> np.ndarray:
+    """Indices of the groups whose qweight rows the default check decodes (all of them when deep)."""
+    if deep or n_g <= SAMPLE_GROUPS:
+        return np.arange(n_g)
+    return np.unique(np.linspace(0, n_g - 1, SAMPLE_GROUPS).astype(int))
+
+
 def _sample_codes(ckpt, module, fit: Fit, g_idx, deep: bool):
     """Decoded codes [rows, N] for a sample of whole groups (all groups when deep), and each row's group."""
     spec, b, K, N, G = fit.spec, fit.bits, fit.K, fit.N, fit.G
@@ -338,7 +391,7 @@ def _sample_codes(ckpt, module, fit: Fit, g_idx, deep: bool):
         rows = np.arange(K)
         groups_of_rows = g_idx
     else:
-        chosen = np.arange(n_g) if deep or n_g <= SAMPLE_GROUPS else np.unique(np.linspace(0, n_g - 1, SAMPLE_GROUPS).astype(int))
+        chosen = sampled_groups(n_g, deep)
         rows = (chosen[:, None] * group + np.arange(group)[None, :]).reshape(-1)
         rows = rows[rows < K]
         groups_of_rows = rows // group
@@ -397,15 +450,105 @@ def _order_findings(ckpt, module, fit: Fit, codes, rows_groups, err, stats) -> l
     return []
 
 
+# ---- --deep: decode -> encode must give back the stored bytes ------------------------------------------------
+
+def _roundtrip_findings(ckpt, module, fit: Fit, err) -> list[Finding]:
+    """Decode the whole module to its logical form and encode it again in the same layout. The packed fields
+    decode and encode exactly, so any byte that differs in a packed tensor sits in bits no field covers
+    (padding past K or N, the 2 spare bits of a 10-in-32 word): nonzero there means the file was not written
+    by the layout's packer. A difference in any other tensor is a round-trip failure."""
+    spec = fit.spec
+    stored = {short: np.asarray(ckpt.array(full)) for short, full in module.tensors.items()}
+    kinds = {short: ckpt.entry(full).dtype for short, full in module.tensors.items()}
+    try:
+        logical = decode(spec, stored, kinds, fit.bits, fit.G)
+        encoded = encode(spec, logical)
+    except (DecodeError, RepresentationError) as exc:
+        err("values.roundtrip", f"the module does not survive decode -> encode in {spec.name}: {exc}",
+            hint="the stored values are outside what the layout can hold", tensor=getattr(exc, "tensor", None) or spec.tensor("codes").name,
+            cause=exc.code)
+        return []
+    by_name = {t.name: t for t in spec.tensors}
+    for short, (array, dtype) in encoded.items():
+        if short not in stored:
+            continue
+        t = by_name.get(short)
+        have = stored[short]
+        if t is not None and t.packed_dim is not None:
+            a, b_ = have.reshape(-1).view(np.uint32), np.ascontiguousarray(array).reshape(-1).view(np.uint32)
+            diff = np.nonzero(a != b_)[0]
+            if diff.size:
+                i = int(diff[0])
+                err("values.padding-nonzero",
+                    f"{diff.size} word(s) have bits set outside every field (first: word {i} is {int(a[i]):#010x}, its fields alone give {int(b_[i]):#010x})",
+                    hint="unused bits must be zero: some readers mask them, others add them to a field; re-pack the tensor",
+                    tensor=short, words=int(diff.size), first_word=i)
+        elif have.shape != array.shape or not np.array_equal(have, array):
+            err("values.roundtrip", f"{short} changes on decode -> encode in {spec.name}",
+                hint="please report this checkpoint: awqfmt's decoder and encoder disagree on it", tensor=short)
+    return []
+
+
 # ---- modules_to_not_convert ----------------------------------------------------------------------------
 
 def _ignore_list_findings(ckpt, modules, unquantized) -> list[Finding]:
     out = []
     ignore = ckpt.config.get("modules_to_not_convert") or []
+    matchers = []
+    for pattern in ignore:
+        match = _ignore_matcher(pattern)
+        if match is None:
+            out.append(info("config.ignore-pattern-skipped", f"ignore pattern {pattern[:80]!r} uses regex features awqfmt does not evaluate",
+                            hint="awqfmt evaluates literal names and 're:' patterns made of literals, '.' and '.*' (never an arbitrary regex "
+                                 "from a downloaded file); modules it would match were not checked against it", file=_cfg_file(ckpt.config)))
+        else:
+            matchers.append((pattern, match))
     for prefix, module in modules.items():
-        for pattern in ignore:
-            if pattern and (prefix == pattern or prefix.endswith("." + pattern) or prefix.startswith(pattern + ".")):
+        for pattern, match in matchers:
+            if match(prefix):
                 out.append(warning("config.ignored-but-quantized", f"module is quantized but listed in modules_to_not_convert/ignore ({pattern!r})",
                                    hint="loaders will build a dense layer and fail to load its packed tensors", file=ckpt.file_of(next(iter(module.tensors.values()))),
                                    module=prefix))
+                break
     return out
+
+
+_REGEX_META = re.compile(r"[\[\](){}+?|^$\\]")
+
+
+def _ignore_matcher(pattern: str):
+    """A predicate on module names for one ignore entry, or None when awqfmt will not evaluate it.
+
+    Literal names match the module, a suffix after a dot or a prefix before one. compressed-tensors' 're:'
+    entries are regexes from a stranger's file; a crafted one (nested quantifiers) backtracks for hours, so only
+    the subset real configs use is accepted: literals, escaped dots, '.' (any char), '.*', an optional '^'/'$'.
+    It is translated to a glob and matched with fnmatch (linear time, no backtracking blow-up)."""
+    if not pattern:
+        return None
+    if not pattern.startswith("re:"):
+        return lambda p: p == pattern or p.endswith("." + pattern) or p.startswith(pattern + ".")
+    body = pattern[3:]
+    if len(body) > 512:
+        return None
+    body = body[1:] if body.startswith("^") else body  # re.match anchors at the start anyway
+    anchored_end = body.endswith("$") and not body.endswith("\\$")
+    body = body[:-1] if anchored_end else body
+    glob, i = [], 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body) and body[i + 1] in ".-_/":
+            glob.append(body[i + 1])
+            i += 2
+        elif body.startswith(".*", i):
+            glob.append("*")
+            i += 2
+        elif c == ".":
+            glob.append("?")
+            i += 1
+        elif _REGEX_META.match(c) or c in "*":
+            return None
+        else:
+            glob.append(c)
+            i += 1
+    translated = "".join(glob) + ("" if anchored_end else "*")
+    return lambda p: fnmatch.fnmatchcase(p, translated)

@@ -7,7 +7,6 @@ Pickled checkpoints (.bin/.pt/.pth) are never opened: unpickling runs arbitrary 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -15,12 +14,10 @@ import numpy as np
 
 from .findings import Finding, error, warning
 from .quant_config import QuantConfig, load_quant_config
-from .safetensors_file import SafetensorsFile, TensorEntry
+from .safetensors_file import PICKLE_HINT, SafetensorsFile, TensorEntry, loads_checked
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-PICKLE_HINT = ("awqfmt never unpickles (loading a pickle runs arbitrary code). Convert it in a sandbox you trust, e.g. "
-               "`python -c \"import torch, safetensors.torch as st; st.save_file(torch.load('F', weights_only=True), 'model.safetensors')\"`, "
-               "then check the .safetensors file")
+MAX_INDEX_BYTES = 256 * 1024 * 1024
 
 
 class CheckpointNotFound(Exception):
@@ -77,33 +74,40 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointNotFound(f"no such file or directory: {path}")
     if p.is_dir():
         ckpt = Checkpoint(path=p, directory=p)
-        indexes = sorted(p.glob("*.safetensors.index.json"))
+        try:
+            listing = sorted(p.iterdir())
+        except OSError as exc:
+            raise CheckpointNotFound(f"cannot list directory {path}: {exc.strerror or exc}") from None
+        # regular files (or symlinks to them, as in the Hugging Face cache); a FIFO or device is never opened,
+        # a dangling symlink is kept so that the reader reports it
+        usable = [x for x in listing if x.is_file() or (x.is_symlink() and not x.exists())]
+        indexes = [x for x in usable if x.name.endswith(".safetensors.index.json")]
+        shards = [x for x in usable if x.name.endswith(".safetensors")]
         if indexes:
-            _open_index(ckpt, indexes[0])
+            _open_index(ckpt, indexes[0], others=shards)
         else:
-            shards = sorted(x for x in p.glob("*.safetensors") if x.is_file())
             if not shards:
-                _no_safetensors(ckpt, p)
+                _no_safetensors(ckpt, listing, p)
             for shard in shards:
                 _add_file(ckpt, shard)
-    elif p.name.endswith(".json"):
-        ckpt = Checkpoint(path=p, directory=p.parent)
-        _open_index(ckpt, p)
     elif p.suffix in PICKLE_SUFFIXES:
         ckpt = Checkpoint(path=p, directory=p.parent)
         ckpt.findings.append(error("file.pickle", f"{p.name} is a pickled checkpoint; awqfmt does not open it", hint=PICKLE_HINT, file=p.name))
         return ckpt
-    elif p.is_file():
+    elif not p.is_file():
+        raise CheckpointNotFound(f"not a regular file or directory: {path}")
+    elif p.name.endswith(".json"):
+        ckpt = Checkpoint(path=p, directory=p.parent)
+        _open_index(ckpt, p)
+    else:
         ckpt = Checkpoint(path=p, directory=p.parent)
         _add_file(ckpt, p)
-    else:
-        raise CheckpointNotFound(f"not a regular file or directory: {path}")
     ckpt.config = load_quant_config(ckpt.directory)
     return ckpt
 
 
-def _no_safetensors(ckpt: Checkpoint, directory: Path) -> None:
-    pickles = sorted(x.name for x in directory.iterdir() if x.suffix in PICKLE_SUFFIXES)
+def _no_safetensors(ckpt: Checkpoint, listing: list[Path], directory: Path) -> None:
+    pickles = sorted(x.name for x in listing if x.suffix in PICKLE_SUFFIXES)
     if pickles:
         ckpt.findings.append(error("file.pickle", f"only pickled weights here ({', '.join(pickles[:3])}); awqfmt does not open them",
                                    hint=PICKLE_HINT, file=pickles[0]))
@@ -125,7 +129,8 @@ def _add_file(ckpt: Checkpoint, path: Path, name: str | None = None) -> Safetens
     return st
 
 
-def _open_index(ckpt: Checkpoint, index_path: Path) -> None:
+def _open_index(ckpt: Checkpoint, index_path: Path, others: list[Path] = ()) -> None:
+    """Open the shards an index names. `others`: the directory's .safetensors files, to report unlisted shards."""
     iname = index_path.name
     ckpt.index_name = iname
 
@@ -133,16 +138,25 @@ def _open_index(ckpt: Checkpoint, index_path: Path) -> None:
         ckpt.findings.append(error(code, message, hint=hint, file=iname, **kw))
 
     try:
-        if index_path.stat().st_size > 256 * 1024 * 1024:
-            return bad("index.malformed", "index file is larger than 256 MiB", "this is not a safetensors index")
-        obj = json.loads(index_path.read_text(encoding="utf-8"))
+        if index_path.stat().st_size > MAX_INDEX_BYTES:
+            return bad("index.malformed", f"index file is larger than {MAX_INDEX_BYTES >> 20} MiB", "this is not a safetensors index")
+        obj = loads_checked(index_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         return bad("index.malformed", f"index is not valid JSON: {str(exc)[:120]}", "re-create the index")
     if not isinstance(obj, dict) or not isinstance(obj.get("weight_map"), dict):
-        return bad("index.malformed", "index has no weight_map object", "an index must map tensor names to shard file names")
+        what = "is not a JSON object" if not isinstance(obj, dict) else \
+            "has no weight_map" if "weight_map" not in obj else f"has a weight_map that is a {type(obj['weight_map']).__name__}, not an object"
+        return bad("index.malformed", f"index {what}", "an index must hold {\"weight_map\": {tensor name: shard file name}}")
     weight_map: dict = obj["weight_map"]
+    for dup in sorted(set(getattr(weight_map, "duplicates", ()))):
+        bad("index.duplicate-key", f"weight_map lists {dup!r} more than once (JSON readers keep only the last)",
+            "regenerate the index", tensor=dup)
     wanted: dict[str, list[str]] = {}
     for tensor, shard in weight_map.items():
+        if not isinstance(shard, str):
+            bad("index.malformed", f"weight_map sends {tensor!r} to a {type(shard).__name__}, not a file name",
+                "weight_map values must be shard file names", tensor=tensor)
+            continue
         if not _safe_shard_name(shard):
             bad("index.bad-path", f"weight_map sends {tensor!r} to {str(shard)[:100]!r}, which is not a plain file name in the checkpoint directory",
                 "shard names must not be absolute or contain '/', '\\\\' or '..'; awqfmt did not open it", tensor=tensor)
@@ -151,7 +165,7 @@ def _open_index(ckpt: Checkpoint, index_path: Path) -> None:
     for shard in sorted(wanted):
         path = ckpt.directory / shard
         if not path.is_file():
-            bad("index.missing-file", f"index names shard {shard!r} ({len(wanted[shard])} tensors), which does not exist",
+            bad("index.missing-file", f"index names shard {shard!r} ({len(wanted[shard])} tensors), which does not exist or is not a regular file",
                 "download the missing shard, or regenerate the index", evidence={"tensors": len(wanted[shard])})
             continue
         st = _add_file(ckpt, path, shard)
@@ -164,6 +178,10 @@ def _open_index(ckpt: Checkpoint, index_path: Path) -> None:
         for t in sorted(present - set(weight_map))[:50]:
             ckpt.findings.append(error("index.unlisted-tensor", f"{t!r} is in {shard} but absent from the index",
                                        hint="loaders that follow the index never load it: regenerate the index", file=shard, tensor=t))
+    for extra in sorted(x.name for x in others if x.name not in wanted):
+        ckpt.findings.append(warning("index.unlisted-file", f"{extra} is in the directory but the index names none of its tensors",
+                                     hint="loaders that follow the index never read it: a leftover from another export? delete it or regenerate the index",
+                                     file=extra))
     total = obj.get("metadata", {}).get("total_size") if isinstance(obj.get("metadata"), dict) else None
     if total is not None:
         actual = sum(e.nbytes for f in ckpt.files.values() for e in f.entries.values())

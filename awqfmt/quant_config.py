@@ -28,6 +28,7 @@ class QuantConfig:
     files: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     model_config: dict | None = None
+    invalid: set[str] = field(default_factory=set)  # normalised fields present in some file but with a wrong type/value
 
     def get(self, name: str, default=None):
         return self.values.get(name, default)
@@ -83,13 +84,17 @@ def _type_ok(value: Any, kind: str) -> bool:
     return True
 
 
-def _normalise(raw: dict, fname: str, findings: list[Finding]) -> dict[str, Any]:
+def _normalise(raw: dict, fname: str, findings: list[Finding], invalid: set[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for fname_norm, spec in config_fields().items():
         for key in spec["keys"]:
             found = _lookup(raw, key)
             if not found:
                 continue
+            invalid.add(fname_norm)  # until the value passes every test below
+            if fname_norm == "group_size" and key.startswith("config_groups"):
+                # compressed-tensors writes group_size null for per-channel strategies: one group over K
+                found = [-1 if v is None else v for v in found]
             value = found[0]
             if any(v != value for v in found[1:]):
                 findings.append(warning("config.mixed-groups", f"{key} differs between config groups: {found}",
@@ -105,6 +110,11 @@ def _normalise(raw: dict, fname: str, findings: list[Finding]) -> dict[str, Any]
                 break
             allowed = spec.get("allowed")
             v_cmp = value.lower() if isinstance(value, str) else value
+            if fname_norm == "quant_method" and v_cmp not in allowed:
+                findings.append(error("config.unknown-quant-method", f"quant_method {json.dumps(value)[:60]} is not a layout awqfmt knows ({', '.join(allowed)})",
+                                      hint="awqfmt checks AWQ, GPTQ and compressed-tensors pack-quantized checkpoints; for other methods use their own tools",
+                                      file=fname))
+                break
             if allowed is not None and value is not None and v_cmp not in allowed:
                 findings.append(error("config.bad-value", f"{key} = {json.dumps(value)} is not one of {allowed}",
                                       hint="fix the config value", file=fname))
@@ -113,6 +123,7 @@ def _normalise(raw: dict, fname: str, findings: list[Finding]) -> dict[str, Any]
                 findings.append(error("config.bad-value", f"{key} = {value}; must be -1 (one group) or > 0", hint="fix the config value", file=fname))
                 break
             out[fname_norm] = v_cmp if fname_norm in ("quant_method", "version", "checkpoint_format", "format") else value
+            invalid.discard(fname_norm)
             break
     return out
 
@@ -152,7 +163,7 @@ def load_quant_config(directory: Path) -> QuantConfig:
                 qc.findings.append(error("config.bad-type", "config.json quantization_config is not an object", file=name))
                 continue
         qc.files.append(name)
-        per_file.append((name, _normalise(obj, name, qc.findings)))
+        per_file.append((name, _normalise(obj, name, qc.findings, qc.invalid)))
     for name, values in per_file:
         for key, value in values.items():
             if key not in qc.values:

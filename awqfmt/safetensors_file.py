@@ -17,10 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from . import dtypes
-from .findings import Finding, error, warning
+from .findings import Finding, error
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's own limit
 MAX_ELEMENTS = 1 << 48  # far beyond any real tensor; stops overflow and giant allocations early
+# First bytes of the pickled formats people rename to .safetensors: torch.save's zip archive and raw pickle
+# (protocol 2+ starts with PROTO 0x80 and the protocol number).
+PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+PICKLE_HINT = ("awqfmt never unpickles (loading a pickle runs arbitrary code). Convert it in a sandbox you trust, e.g. "
+               "`python -c \"import torch, safetensors.torch as st; st.save_file(torch.load('F', weights_only=True), 'model.safetensors')\"`, "
+               "then check the .safetensors file")
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,11 @@ def _pairs_hook(pairs):
     return out
 
 
+def loads_checked(text: str):
+    """json.loads that records duplicate keys of every object in `.duplicates` (shared by the index reader)."""
+    return json.loads(text, object_pairs_hook=_pairs_hook)
+
+
 class SafetensorsFile:
     """Parse one .safetensors file. `findings` holds every integrity problem; `entries` only the usable tensors."""
 
@@ -89,6 +100,10 @@ class SafetensorsFile:
                               "the download or copy was cut short: fetch the file again")
                     return
                 n = int.from_bytes(head, "little")
+                if head.startswith(PICKLE_MAGIC):
+                    self._err("file.pickle", "this is a pickled PyTorch checkpoint (zip or pickle magic bytes), not safetensors; awqfmt does not open it",
+                              PICKLE_HINT)
+                    return
                 if n == 0 or n > self.file_size - 8 or n > MAX_HEADER_BYTES:
                     why = ("is 0" if n == 0 else f"exceeds the file ({self.file_size} bytes)" if n > self.file_size - 8
                            else f"exceeds the {MAX_HEADER_BYTES // 2**20} MiB limit")
@@ -106,7 +121,7 @@ class SafetensorsFile:
             self._err("file.header-utf8", f"header is not valid UTF-8 (byte {exc.start})", "the header is corrupt: re-export the file")
             return
         try:
-            header = json.loads(text, object_pairs_hook=_pairs_hook)
+            header = loads_checked(text)
         except RecursionError:
             self._err("file.header-json", "header JSON is nested too deeply to be a safetensors header", "the header is corrupt or hostile")
             return
@@ -129,9 +144,10 @@ class SafetensorsFile:
 
     def _parse_entries(self, header: dict) -> None:
         data_size = self.file_size - self.data_offset
+        spans: list[tuple[str, int, int]] = []  # every entry whose offsets parse, usable or not: for the coverage rule
         entries: list[TensorEntry] = []
         for name, e in header.items():
-            entry = self._parse_entry(name, e)
+            entry = self._parse_entry(name, e, spans)
             if entry is None:
                 continue
             if entry.end > data_size:
@@ -139,16 +155,28 @@ class SafetensorsFile:
                           "the file was cut short: fetch it again", tensor=name, end=entry.end, data_size=data_size)
                 continue
             entries.append(entry)
-        self._check_coverage(entries, data_size)
+        self._check_coverage(spans, data_size)
         self.entries = {e.name: e for e in entries}
 
-    def _parse_entry(self, name: str, e) -> TensorEntry | None:
+    def _parse_entry(self, name: str, e, spans: list) -> TensorEntry | None:
         if not isinstance(e, dict) or not {"dtype", "shape", "data_offsets"} <= set(e):
             self._err("tensor.entry-malformed", "header entry must be an object with dtype, shape and data_offsets", "re-export the file", tensor=name)
             return None
+        if getattr(e, "duplicates", None):
+            self._err("tensor.entry-malformed", f"header entry repeats key(s) {sorted(set(e.duplicates))} (readers keep only one)",
+                      "the header is corrupt or hostile: re-export the file", tensor=name)
+            return None
         dtype, shape, offs = e["dtype"], e["shape"], e["data_offsets"]
+        if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int and o >= 0 for o in offs)):
+            self._err("tensor.entry-malformed", f"data_offsets {str(offs)[:80]} must be two non-negative integers", "re-export the file", tensor=name)
+            return None
+        begin, end = offs
+        if end < begin:
+            self._err("tensor.offsets-reversed", f"data_offsets [{begin}, {end}] end before they begin", "the header is corrupt", tensor=name)
+            return None
+        spans.append((name, min(begin, 1 << 62), min(end, 1 << 62)))  # clamped: offsets past 2^62 are out of bounds anyway
         if not isinstance(dtype, str) or dtype not in dtypes.STORAGE:
-            self._err("tensor.unknown-dtype", f"unknown dtype {dtype!r}", f"known dtypes: {', '.join(dtypes.STORAGE)}", tensor=name)
+            self._err("tensor.unknown-dtype", f"unknown dtype {str(dtype)[:40]!r}", f"known dtypes: {', '.join(dtypes.STORAGE)}", tensor=name)
             return None
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
             self._err("tensor.bad-shape", f"shape {str(shape)[:80]} is not a list of non-negative integers", "re-export the file", tensor=name)
@@ -157,46 +185,46 @@ class SafetensorsFile:
         for d in shape:
             numel *= d
             if numel > MAX_ELEMENTS:
-                self._err("tensor.bad-shape", f"shape {shape[:8]} has more than 2^48 elements", "the header is corrupt or hostile", tensor=name)
+                self._err("tensor.bad-shape", f"shape {str(shape[:8])[:80]} has more than 2^48 elements", "the header is corrupt or hostile", tensor=name)
                 return None
-        if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int and o >= 0 for o in offs)):
-            self._err("tensor.entry-malformed", f"data_offsets {str(offs)[:80]} must be two non-negative integers", "re-export the file", tensor=name)
-            return None
-        begin, end = offs
-        if end < begin:
-            self._err("tensor.offsets-reversed", f"data_offsets [{begin}, {end}] end before they begin", "the header is corrupt", tensor=name)
-            return None
         want = numel * dtypes.itemsize(dtype)
         if end - begin != want:
-            self._err("tensor.size-mismatch", f"holds {end - begin} bytes but shape {shape} x {dtype} needs {want}",
+            self._err("tensor.size-mismatch", f"holds {end - begin} bytes but shape {str(shape)[:80]} x {dtype} needs {want}",
                       "the header and data disagree: re-export the file", tensor=name, have=end - begin, need=want)
             return None
         return TensorEntry(name, dtype, tuple(shape), begin, end)
 
-    def _check_coverage(self, entries: list[TensorEntry], data_size: int) -> None:
+    def _check_coverage(self, spans: list[tuple[str, int, int]], data_size: int) -> None:
         """Offsets must tile the data buffer exactly: no overlap, no hole, nothing after the last tensor."""
-        if not entries:
+        if not spans:
+            if data_size > 0:
+                self._err("file.trailing-bytes", f"{data_size} data bytes but no tensor uses them",
+                          "the safetensors library refuses such a file ('incomplete metadata, file not fully covered'): re-export it",
+                          trailing=data_size)
             return
-        begins = np.fromiter((e.begin for e in entries), dtype=np.int64, count=len(entries))
-        ends = np.fromiter((e.end for e in entries), dtype=np.int64, count=len(entries))
-        order = np.argsort(begins, kind="stable")
+        begins = np.fromiter((s[1] for s in spans), dtype=np.int64, count=len(spans))
+        ends = np.fromiter((s[2] for s in spans), dtype=np.int64, count=len(spans))
+        # sort by (begin, end): a zero-length tensor sharing its offset with the next tensor's start is valid
+        order = np.lexsort((ends, begins))
         b, en = begins[order], ends[order]
-        overlaps = np.nonzero(b[1:] < en[:-1])[0]
-        gaps = np.nonzero(b[1:] > en[:-1])[0]
+        reach = np.maximum.accumulate(en)  # furthest byte covered so far: a span inside an earlier one overlaps it too
+        overlaps = np.nonzero(b[1:] < reach[:-1])[0]
+        gaps = np.nonzero(b[1:] > reach[:-1])[0]
         for i in overlaps[:20]:
-            a_, c_ = entries[order[i]], entries[order[i + 1]]
-            self._err("file.overlap", f"data of {c_.name!r} [{c_.begin}, {c_.end}) overlaps {a_.name!r} [{a_.begin}, {a_.end})",
-                      "the header is corrupt or hostile: two tensors share bytes", tensor=c_.name)
+            (na, ba, ea), (nc, bc, ec) = spans[order[i]], spans[order[i + 1]]
+            self._err("file.overlap", f"data of {nc!r} [{bc}, {ec}) overlaps earlier tensor data (up to byte {int(reach[i])}; previous: {na!r} [{ba}, {ea}))",
+                      "the header is corrupt or hostile: two tensors share bytes", tensor=nc)
         for i in gaps[:20]:
-            a_, c_ = entries[order[i]], entries[order[i + 1]]
-            self._err("file.gap", f"{c_.begin - a_.end} unused bytes between {a_.name!r} and {c_.name!r}",
-                      "safetensors requires contiguous data; re-export the file", tensor=c_.name)
+            na, nc = spans[order[i]][0], spans[order[i + 1]][0]
+            self._err("file.gap", f"{int(b[i + 1] - reach[i])} unused bytes between {na!r} and {nc!r}",
+                      "safetensors requires contiguous data; re-export the file", tensor=nc)
         if b[0] > 0:
             self._err("file.gap", f"{int(b[0])} unused bytes before the first tensor", "re-export the file")
-        last = int(en.max())
+        last = int(reach[-1])
         if last < data_size:
-            self.findings.append(warning("file.trailing-bytes", f"{data_size - last} bytes after the last tensor",
-                                         hint="harmless to most loaders, but not a canonical safetensors file", file=self.name))
+            self._err("file.trailing-bytes", f"{data_size - last} bytes after the last tensor",
+                      "the safetensors library refuses such a file ('incomplete metadata, file not fully covered'): re-export it",
+                      trailing=data_size - last)
 
     # -- data ------------------------------------------------------------------------------------------
     def array(self, name: str) -> np.ndarray:
