@@ -173,19 +173,23 @@ def edit_model(directory: str | Path, fn: Callable[[Raw], Any], file: str = "mod
     return raw.save(path)
 
 
-def edit_config(directory: str | Path, fn: Callable[[dict], Any], file: str = "config.json",
-                section: str | None = "quantization_config") -> Path:
+_KEEP = object()
+
+
+def edit_config(directory: str | Path, fn: Callable[[dict], Any] | None = None, file: str = "config.json",
+                section: str | None = "quantization_config", replace: Any = _KEEP) -> Path:
     """Edit a JSON config in place. For config.json, fn gets the quantization_config section (section=None: the
-    whole object). fn may return a replacement object."""
+    whole object). fn edits in place, or returns a dict that replaces it; `replace` sets any JSON value instead."""
     path = Path(directory) / file
     obj = json.loads(path.read_text())
-    target = obj[section] if (file == "config.json" and section) else obj
-    out = fn(target)
-    if out is not None:
-        if file == "config.json" and section:
-            obj[section] = out
-        else:
-            obj = out
+    in_section = file == "config.json" and section is not None
+    target = obj[section] if in_section else obj
+    out = fn(target) if fn is not None else None
+    new = replace if replace is not _KEEP else out if isinstance(out, dict) else target
+    if in_section:
+        obj[section] = new
+    else:
+        obj = new
     path.write_text(json.dumps(obj, indent=2))
     return path
 
@@ -229,3 +233,33 @@ def assert_finding(doc: dict, code: str, *, tensor: str | None = None, file: str
 
 def codes(doc: dict, severity: str | None = None) -> set[str]:
     return {f["code"] for f in doc.get("findings", []) if severity is None or f["severity"] == severity}
+
+
+def shard_checkpoint(directory: str | Path, n: int = 2, file: str = "model.safetensors") -> dict:
+    """Split a checkpoint's single safetensors file into n shards plus a transformers-style index, in place.
+    -> the index object (also written to model.safetensors.index.json)."""
+    directory = Path(directory)
+    raw = Raw.read(directory / file)
+    (directory / file).unlink()
+    names = raw.names()
+    per = -(-len(names) // n)
+    weight_map, total = {}, 0
+    for i in range(n):
+        shard = f"model-{i + 1:05d}-of-{n:05d}.safetensors"
+        part = Raw({}, bytearray(), metadata={"format": "pt"})
+        for name in names[i * per:(i + 1) * per]:
+            part.add(name, raw.get(name), raw.dtype(name))
+            weight_map[name] = shard
+            total += len(part.get(name).tobytes())
+        part.save(directory / shard)
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    return index
+
+
+def edit_index(directory: str | Path, fn: Callable[[dict], Any], file: str = "model.safetensors.index.json") -> Path:
+    path = Path(directory) / file
+    obj = json.loads(path.read_text())
+    out = fn(obj)  # edits in place; a returned dict replaces the object (other return values are ignored)
+    path.write_text(json.dumps(out if isinstance(out, dict) else obj, indent=2))
+    return path
