@@ -198,13 +198,16 @@ def _module_findings(ckpt: Checkpoint, module: QuantModule, cfg, config_layouts,
     m = module.prefix
     first_file = ckpt.file_of(next(iter(module.tensors.values())))
 
+    def full_name(short):  # a tensor the module lacks is still named in full: prefix.short
+        return None if short is None else module.tensors.get(short, f"{m}.{short}")
+
     def err(code, msg, hint=None, tensor=None, **ev):
         out.append(error(code, msg, hint=hint, file=ckpt.file_of(module.tensors[tensor]) if tensor in module.tensors else first_file,
-                         module=m, tensor=module.tensors.get(tensor, tensor), evidence=ev))
+                         module=m, tensor=full_name(tensor), evidence=ev))
 
     def warn(code, msg, hint=None, tensor=None, **ev):
         out.append(warning(code, msg, hint=hint, file=ckpt.file_of(module.tensors[tensor]) if tensor in module.tensors else first_file,
-                           module=m, tensor=module.tensors.get(tensor, tensor), evidence=ev))
+                           module=m, tensor=full_name(tensor), evidence=ev))
 
     if not module.family:
         names = sorted(module.tensors)
