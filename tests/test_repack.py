@@ -78,7 +78,7 @@ def _random_stored(rng, spec, t, bits, sizes, garbage: bool):
 
 
 @pytest.mark.parametrize("src,src_name,dst,dst_name,bits", PAIRS)
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(data=st.data())
 def test_every_spec_pair_equals_the_oracle(src, src_name, dst, dst_name, bits, data):
     src_spec, dst_spec = get_spec(src), get_spec(dst)
