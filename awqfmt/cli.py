@@ -93,6 +93,35 @@ def layout(
 
 
 @app.command()
+def verify(
+    path: Path = typer.Argument(..., help="checkpoint to verify: model directory, .safetensors file or *.safetensors.index.json"),
+    against: Optional[Path] = typer.Option(None, "--against", help="another checkpoint of the same model (e.g. `awqfmt convert` output) to compare module by module"),
+    backend: str = typer.Option("auto", "--backend", help="auto (CuPy when a GPU is usable, else numpy), cupy or numpy"),
+    tokens: int = typer.Option(8, "--tokens", "-m", help="rows M of the random activations x [M, K]"),
+    seed: int = typer.Option(0, "--seed", help="seed of the activations (same seed, same x for every checkpoint)"),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="the unquantized model (`<module>.weight` [N, K]): dequantization error and best field order"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the report"),
+) -> None:
+    """Run every quantized module's packed weights on random fp16 activations and compare with a float64 reference."""
+    from .checkpoint import CheckpointNotFound
+    from .verify import VerifyUsageError, verify_path
+    from .verify_backends import BACKEND_CHOICES, BackendUnavailable
+    from .verify_report import render_verify
+
+    if backend not in BACKEND_CHOICES:
+        raise usage_error(f"--backend must be one of {', '.join(BACKEND_CHOICES)} (got {backend!r})")
+    try:
+        result = verify_path(path, against=against, reference=reference, backend=backend, tokens=tokens, seed=seed)
+    except (CheckpointNotFound, VerifyUsageError, BackendUnavailable) as exc:
+        raise usage_error(str(exc))
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        render_verify(result, console)
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_FINDINGS)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     print(__version__)
