@@ -121,6 +121,60 @@ def verify(
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FINDINGS)
 
 
+def _int_list(text: str, option: str, pair: bool = False) -> list:
+    """'1,16,256' -> [1, 16, 256]; with pair, '4096x4096,8192x28672' -> [(4096, 4096), (8192, 28672)]."""
+    out = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        try:
+            parts = [int(p) for p in item.lower().split("x")] if pair else [int(item)]
+        except ValueError:
+            parts = []
+        if len(parts) != (2 if pair else 1) or min(parts) < 1:
+            raise usage_error(f"{option}: {item!r} is not {'K x N, e.g. 4096x4096' if pair else 'a positive integer'}")
+        out.append(tuple(parts) if pair else parts[0])
+    if not out:
+        raise usage_error(f"{option} is empty")
+    return out
+
+
+@app.command()
+def bench(
+    shapes: Optional[str] = typer.Option(None, "--shapes", help="comma-separated K x N shapes (default: 4096x4096,8192x8192,8192x28672,28672x8192)"),
+    ms: Optional[str] = typer.Option(None, "--m", help="comma-separated token counts M (default: 1,16,256,4096)"),
+    group_size: int = typer.Option(128, "--group-size", help="quantization group size"),
+    reps: int = typer.Option(100, "--reps", help="timed repetitions per kernel (the median is reported)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also write the JSON results to this file"),
+) -> None:
+    """Time the W4A16 kernels (AWQ-interleaved, natural order, GPTQ) against cuBLAS fp16 on this GPU."""
+    from .verify_backends import gpu_available
+
+    if not gpu_available():
+        raise usage_error("awqfmt bench needs CuPy and an NVIDIA GPU, and none is usable here "
+                          "(install CuPy, the `gpu` extra of awqfmt, on a machine with a GPU)")
+    if reps < 1:
+        raise usage_error(f"--reps must be at least 1 (got {reps})")
+    shape_list = _int_list(shapes, "--shapes", pair=True) if shapes else None
+    m_list = _int_list(ms, "--m") if ms else None
+    from .gpu import bench as gpu_bench
+
+    shape_list = shape_list or list(gpu_bench.DEFAULT_SHAPES)
+    m_list = m_list or list(gpu_bench.DEFAULT_MS)
+    progress = None if as_json else (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    copy_bw = gpu_bench.measure_copy_bandwidth()
+    rows = gpu_bench.run_bench(shapes=shape_list, ms=m_list, group_size=group_size, reps=reps,
+                               copy_bandwidth=copy_bw, progress=progress)
+    doc = {"date": gpu_bench.now_utc(), "device": gpu_bench.device_info(), "group_size": group_size, "reps": reps,
+           "copy_bytes_per_s": copy_bw, "rows": rows, "summary": gpu_bench.summarize(rows)}
+    if out is not None:
+        out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    if as_json:
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        gpu_bench.render_table(rows, console, copy_bw=copy_bw)
+        console.print(f"[dim]{doc['date']}, {doc['device'].get('name')}; device-to-device copy {copy_bw / 1e9:.0f} GB/s[/dim]")
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
