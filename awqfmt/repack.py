@@ -33,7 +33,6 @@ from .spec import LayoutSpec, Packing, TensorSpec
 TILE_WORDS = 1 << 17
 # A transposed copy writes this many consecutive words (one 64-byte cache line) into each destination row.
 LINE_WORDS = 16
-CONFLICT_INNER_P = True
 
 __all__ = [
     "FieldWrapError", "reorder_fields", "transpose_packed", "transpose_words", "zero_offset", "repack_tensor",
@@ -71,7 +70,7 @@ def _spans(n: int, step: int) -> Iterator[tuple[int, int]]:
 def _view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """reshape that must not copy: the transposes below write through these views."""
     r = a.reshape(shape)
-    if r.size and r.__array_interface__["data"][0] != a.__array_interface__["data"][0] or not np.may_share_memory(r, a):
+    if r.size and r.__array_interface__["data"][0] != a.__array_interface__["data"][0]:
         raise AssertionError("internal: reshape copied a strided view")  # pragma: no cover
     return r
 
@@ -126,9 +125,14 @@ _SEARCH_BUDGET = 40_000
 
 
 def _shortest_swaps(start: tuple[int, ...], goal: tuple[int, ...]) -> list[tuple[int, int]] | None:
-    """Fewest delta swaps turning `start` into `goal` (meet in the middle; swaps are their own inverse)."""
+    """A short sequence of delta swaps turning `start` into `goal`, or None if the search outgrows its budget.
+
+    Breadth-first from both ends at once (a swap is its own inverse), so the first meeting is at most one swap
+    longer than the shortest network; AWQ's order is found in two."""
     if start == goal:
         return []
+    if len(start) > 16:  # 1-bit fields: the move set alone would be too large to enumerate
+        return None
     moves = _moves(len(start))
     fwd, bwd = {start: ()}, {goal: ()}
     front_f, front_b = dict(fwd), dict(bwd)
@@ -268,10 +272,6 @@ def _transpose_stages(X: np.ndarray, t: np.ndarray, bits: int) -> None:
         h //= 2
 
 
-def _is_identity(order) -> bool:
-    return tuple(order) == tuple(range(len(order)))
-
-
 def _transpose_block_grid(C3: np.ndarray, D3: np.ndarray, src: Packing, dst: Packing) -> None:
     """Field-transpose a grid of blocks.
 
@@ -285,12 +285,12 @@ def _transpose_block_grid(C3: np.ndarray, D3: np.ndarray, src: Packing, dst: Pac
     # The work tile's inner axis follows memory: gather and scatter stay unit-stride on at least one side.
     inner_p = C3.strides[2] <= C3.strides[0] or D3.strides[0] <= D3.strides[2]
     if abs(C3.strides[2]) <= abs(C3.strides[0]) and abs(D3.strides[2]) < abs(D3.strides[0]):
-        # conflict (AWQ <-> compressed-tensors): one side must be copied transposed. Do it on the way into the
-        # cached tile (source rows still stream in order) and write each destination row one whole cache
-        # line (16 words) per tile: numpy's strided element copies are slowest against a large array.
-        inner_p = CONFLICT_INNER_P
-        tu = min(nu, LINE_WORDS)
-        tp = max(1, TILE_WORDS // (v * tu))
+        # conflict (AWQ <-> compressed-tensors): every plane is written transposed. Tiles 16 blocks tall give
+        # each destination row one whole cache line per plane, which numpy's strided copy handles best
+        # (measured: 2x faster than transposing on the way in instead).
+        inner_p = True
+        tp = max(1, min(npw, TILE_WORDS // (v * LINE_WORDS)))
+        tu = max(LINE_WORDS, TILE_WORDS // (v * tp) // LINE_WORDS * LINE_WORDS)  # narrow P: taller tiles
     elif inner_p:
         tp = max(1, min(npw, TILE_WORDS // v))
         tu = max(1, TILE_WORDS // (v * tp))
@@ -371,7 +371,10 @@ def transpose_words(words: np.ndarray, src: Packing | None = None, dst: Packing 
     x = _as_u32(words)
     if x.ndim != 2:
         raise ValueError("transpose_words works on 2-D word arrays")
-    plan = ("copy", ()) if src is None or dst is None else (_check_packings(src, dst), _plan_reorder(src, dst))[1]
+    plan = ("copy", ())
+    if src is not None and dst is not None:
+        _check_packings(src, dst)
+        plan = _plan_reorder(src, dst)
     R, Ccols = x.shape
     out = np.empty((Ccols, R), dtype=np.uint32)
     if x.size == 0:
@@ -522,120 +525,105 @@ def _clear_unused_bits(out: np.ndarray, packing: Packing) -> None:
         out &= np.uint32(_field_mask(range(packing.values), packing.bits))
 
 
+WRAP_MODES = ("raise", "mask")
+
+
 def repack_tensor(stored: np.ndarray, src_spec: LayoutSpec, src_name: str, dst_spec: LayoutSpec, dst_name: str,
                   bits: int, *, length: int | None = None, wrap: str = "raise") -> np.ndarray:
     """Convert one stored tensor of `src_spec` into the matching tensor of `dst_spec`, exactly.
 
-    `src_name`/`dst_name` are the spec's short names (`qweight`, `weight_packed`, `qzeros`, ...); both tensors
-    must hold the same logical axes (dims). `length` is the logical size of the source's packed axis when its
-    last words carry padding (compressed-tensors packs K and N with ceil); the other axes come from the shape.
-    For zeros the offset `dst.zero_offset - src.zero_offset` is added per field (v2 -> v1: -1), raising
+    `src_name`/`dst_name` are the specs' short names (`qweight`, `weight_packed`, `qzeros`, ...) of tensors with
+    the same role and logical axes. `length` is the logical size of the source's packed axis when its last
+    words carry padding (compressed-tensors packs K and N with ceil); every other size comes from the shape.
+    For zeros the per-field offset `dst.zero_offset - src.zero_offset` is applied (v2 -> v1: -1), raising
     FieldWrapError (a ValueError with `.count`) for fields that would wrap, unless wrap="mask".
-    Unpacked tensors (scales, g_idx) are copied or transposed. Returns a C-contiguous array (int32 when packed);
-    when nothing changes it may be `stored` itself. Equals the oracle `pack(unpack(...))` byte for byte.
+    Unpacked tensors (scales, g_idx) are copied or transposed; packed <-> unpacked raises (use awqfmt.logical).
+    Returns a C-contiguous array (int32 when packed), byte-identical to `pack(unpack(...))`; when nothing
+    changes it may be `stored` itself.
     """
     src_t, dst_t = _tensor(src_spec, src_name), _tensor(dst_spec, dst_name)
     if src_t.role != dst_t.role:
         raise ValueError(f"{src_spec.name}.{src_name} is {src_t.role}, {dst_spec.name}.{dst_name} is {dst_t.role}")
+    if wrap not in WRAP_MODES:
+        raise ValueError(f"wrap must be one of {WRAP_MODES}, not {wrap!r}")
+    x = np.asarray(stored)
+    if x.ndim != len(src_t.dims):
+        raise ValueError(f"{src_name} has {x.ndim} axes, layout {src_spec.name} stores {len(src_t.dims)}")
     src_p = src_spec.packing(bits) if src_t.packed_dim is not None else None
     dst_p = dst_spec.packing(bits) if dst_t.packed_dim is not None else None
-    delta = dst_spec.zero_offset - src_spec.zero_offset if src_t.role == "zeros" else 0
     route = repack_route(src_t, src_p, dst_t, dst_p)
-    x = np.asarray(stored)
-    padded = src_p is not None and length is not None and length != src_p.unpacked_len(x.shape[src_t.packed_dim])
-    if route in ("copy", "transpose-words") and src_p is not None and not _single_word(src_p) and (delta or padded):
-        route = "oracle"  # GPTQ 3-bit blocks span 3 words: whole words move exactly, but offsets/padding are per field
     if route == "copy" and src_p is None:
         return np.ascontiguousarray(x)
     if route == "transpose":
-        return _transpose_any(x)
+        return transpose_words(x.view(np.uint32)).view(x.dtype) if x.dtype.itemsize == 4 else np.ascontiguousarray(x.T)
+    delta = dst_spec.zero_offset - src_spec.zero_offset if src_t.role == "zeros" else 0
+    padded = length is not None and length != src_p.unpacked_len(x.shape[src_t.packed_dim])
+    if not _single_word(src_p) and (delta or padded):
+        route = "oracle"  # GPTQ 3-bit blocks span 3 words: whole words move exactly, offsets and padding do not
     if route == "oracle":
         return _oracle(x, src_t, src_p, dst_t, dst_p, length, delta, wrap)
-    if x.ndim != len(src_t.dims):
-        raise ValueError(f"{src_name} has {x.ndim} axes, layout {src_spec.name} stores {len(src_t.dims)}")
-    src_len = length
-    if route == "transpose-fields":
-        out = transpose_packed(x, src_p, dst_p, axis=src_t.packed_dim, length=length,
-                               transpose=src_t.dims[::-1] == dst_t.dims)
-        # dst packs what was the source's unpacked axis: its length is that axis' stored size
-        dst_len = x.shape[1 - src_t.packed_dim]
-    else:
-        dst_len = src_len
-        if route == "copy":
-            exact = not delta and not padded and (not _single_word(src_p) or src_p.values * src_p.bits == 32)
-            if exact:  # nothing to clear or add: the words are already the answer
-                return np.ascontiguousarray(_as_u32(x)).view(np.int32)
-            out = np.array(_as_u32(x), dtype=np.uint32, order="C")
-        elif route == "reorder":
-            out = reorder_fields(x, src_p, dst_p).view(np.uint32)
-        else:  # transpose-words
-            out = transpose_words(x, src_p, dst_p).view(np.uint32)
-        if _single_word(dst_p):
-            _clear_padding(out, dst_p, dst_t.packed_dim, dst_len)
-            _clear_unused_bits(out, dst_p)
+    if route == "copy" and not delta and not padded and _full_words(src_p):
+        return np.ascontiguousarray(_as_u32(x)).view(np.int32)  # the words already are the answer
+    out, dst_len = _move_words(x, route, src_t, src_p, dst_t, dst_p, length)
     if delta:
         out = zero_offset(out, dst_p, delta, axis=dst_t.packed_dim, length=dst_len, wrap=wrap)
-    return np.ascontiguousarray(out).view(np.int32)
+    return out.view(np.int32)
 
 
-def _transpose_any(x: np.ndarray) -> np.ndarray:
-    """2-D transpose of any 4-byte or 2-byte dtype through the tiled word transpose; other sizes plainly."""
-    if x.ndim != 2:
-        raise ValueError("only 2-D tensors change orientation")
-    if x.dtype.itemsize == 4:
-        return transpose_words(x.view(np.uint32)).view(x.dtype)
-    return np.ascontiguousarray(x.T)
+def _full_words(p: Packing) -> bool:
+    """No unused bits: every bit of every word belongs to a field."""
+    return p.values * p.bits == 32 * p.words
 
 
-def _oracle(x: np.ndarray, src_t: TensorSpec, src_p: Packing | None, dst_t: TensorSpec, dst_p: Packing | None,
+def _move_words(x, route, src_t, src_p, dst_t, dst_p, length) -> tuple[np.ndarray, int | None]:
+    """The word-level routes; returns (uint32 words in dst's layout, logical length of dst's packed axis)."""
+    if route == "transpose-fields":
+        out = transpose_packed(x, src_p, dst_p, axis=src_t.packed_dim, length=length,
+                               transpose=tuple(src_t.dims[::-1]) == tuple(dst_t.dims))
+        return out.view(np.uint32), x.shape[1 - src_t.packed_dim]  # dst packs the source's unpacked axis
+    if route == "copy":
+        out = np.array(_as_u32(x), dtype=np.uint32, order="C")
+    elif route == "reorder":
+        out = reorder_fields(x, src_p, dst_p).view(np.uint32)
+    else:  # transpose-words
+        out = transpose_words(x, src_p, dst_p).view(np.uint32)
+    if _single_word(dst_p):  # match `pack`: padding fields and unused bits are written as 0
+        _clear_padding(out, dst_p, dst_t.packed_dim, length)
+        _clear_unused_bits(out, dst_p)
+    return out, length
+
+
+def _along(axis: int, sl: slice) -> tuple:
+    return (slice(None),) * axis + (sl,)
+
+
+def _oracle(x: np.ndarray, src_t: TensorSpec, src_p: Packing, dst_t: TensorSpec, dst_p: Packing,
             length: int | None, delta: int, wrap: str) -> np.ndarray:
-    """unpack -> transpose -> offset -> pack, in chunks along an axis both sides can split at block edges."""
-    if wrap not in ("raise", "mask"):
-        raise ValueError(f"wrap must be 'raise' or 'mask', not {wrap!r}")
-    if x.ndim != 2 or len(src_t.dims) != 2:
-        raise ValueError("the oracle path handles 2-D tensors")
-    sizes = {}
-    for ax, label in enumerate(src_t.dims):
-        if ax == src_t.packed_dim:
-            sizes[label] = src_p.unpacked_len(x.shape[ax]) if length is None else int(length)
-        else:
-            sizes[label] = x.shape[ax]
+    """unpack -> transpose -> offset -> pack, in bands of the source's unpacked axis cut at dst block edges, so
+    the one-byte-per-value temporaries stay about 1M values whatever the tensor size."""
+    if x.ndim != 2:
+        raise ValueError("the generic path handles 2-D tensors")
     ls, ld = _packed_label(src_t), _packed_label(dst_t)
-    chunk_label = next(lbl for lbl in src_t.dims if lbl != ls) if ls is not None else \
-        next(lbl for lbl in src_t.dims if lbl != ld)
-    step_unit = dst_p.values if chunk_label == ld else 1  # chunks must start at a destination block edge
-    other = next(lbl for lbl in src_t.dims if lbl != chunk_label)
-    step = max(step_unit, (1 << 20) // max(1, sizes[other]) // step_unit * step_unit)
-    out_shape = tuple(dst_p.packed_len(sizes[lbl]) if lbl == ld else sizes[lbl] for lbl in dst_t.dims)
-    out = np.empty(out_shape, dtype=np.int32 if dst_p is not None else x.dtype)
-    s_ax, d_ax = src_t.dims.index(chunk_label), dst_t.dims.index(chunk_label)
-    top = (1 << src_p.bits) if src_p is not None else None
+    band_label = next(lbl for lbl in src_t.dims if lbl != ls)
+    sizes = {ls: src_p.unpacked_len(x.shape[src_t.packed_dim]) if length is None else int(length),
+             band_label: x.shape[src_t.dims.index(band_label)]}
+    unit = dst_p.values if band_label == ld else 1
+    band = max(unit, (1 << 20) // max(1, sizes[ls]) // unit * unit)
+    out = np.empty(tuple(dst_p.packed_len(sizes[lbl]) if lbl == ld else sizes[lbl] for lbl in dst_t.dims), np.int32)
+    s_ax, d_ax = src_t.dims.index(band_label), dst_t.dims.index(band_label)
+    top = 1 << src_p.bits
     wrapped = 0
-    for c0, c1 in _spans(sizes[chunk_label], step):
-        src_idx = [slice(None), slice(None)]
-        src_idx[s_ax] = slice(c0, c1)
-        vals = x[tuple(src_idx)]
-        if src_p is not None:
-            vals = unpack(vals, src_p, axis=src_t.packed_dim, length=sizes[ls])
+    for c0, c1 in _spans(sizes[band_label], band):
+        vals = unpack(x[_along(s_ax, slice(c0, c1))], src_p, axis=src_t.packed_dim, length=sizes[ls])
         if tuple(src_t.dims) != tuple(dst_t.dims):
             vals = vals.T
         if delta:
             shifted = vals.astype(np.int16) + delta
-            bad = (shifted < 0) | (shifted >= top)
-            wrapped += int(np.count_nonzero(bad))
+            wrapped += int(np.count_nonzero((shifted < 0) | (shifted >= top)))
             vals = (shifted & (top - 1)).astype(np.uint8)
-        dst_idx = [slice(None), slice(None)]
-        if dst_p is not None:
-            words = pack(vals, dst_p, axis=dst_t.packed_dim)
-            if chunk_label == ld:
-                w0 = c0 // dst_p.values * dst_p.words
-                dst_idx[d_ax] = slice(w0, w0 + words.shape[d_ax])
-            else:
-                dst_idx[d_ax] = slice(c0, c1)
-            out[tuple(dst_idx)] = words
-        else:
-            dst_idx[d_ax] = slice(c0, c1)
-            out[tuple(dst_idx)] = vals
+        words = pack(vals, dst_p, axis=dst_t.packed_dim)
+        w0 = c0 // dst_p.values * dst_p.words if band_label == ld else c0
+        out[_along(d_ax, slice(w0, w0 + words.shape[d_ax]))] = words
     if wrapped and wrap == "raise":
         raise FieldWrapError(wrapped, delta, src_p.bits)
     return out
