@@ -310,3 +310,60 @@ def test_refuses_tensors_of_different_roles_or_axes():
     awq, ct = get_spec("awq"), get_spec("compressed-tensors")
     with pytest.raises(ValueError):
         R.repack_tensor(np.zeros((8, 1), np.int32), awq, "qweight", ct, "weight_zero_point", 4)
+
+
+def test_packed_to_unpacked_goes_through_logical():
+    awq, unpacked = get_spec("awq"), get_spec("unpacked")
+    with pytest.raises(ValueError, match="logical"):
+        R.repack_tensor(np.zeros((8, 1), np.int32), awq, "qweight", unpacked, "weight_codes", 4)
+
+
+# ---- ground truth from a peer tool: compressed-tensors' own AWQ converter ------------------------------
+
+def _modules(tensors, suffix):
+    return sorted(k[: -len(suffix)] for k in tensors if k.endswith(suffix))
+
+
+def test_matches_compressed_tensors_own_awq_conversion():
+    """ct_from_awq_tiny is compressed-tensors 0.20's AutoAWQConverter run on awq_tiny_llama: same words."""
+    from safetensors.numpy import load_file
+
+    from conftest import FIXTURES
+
+    awq_t = load_file(str(FIXTURES / "awq_tiny_llama" / "model.safetensors"))
+    ct_t = load_file(str(FIXTURES / "ct_from_awq_tiny" / "model.safetensors"))
+    awq, ct = get_spec("awq"), get_spec("compressed-tensors")
+    modules = _modules(awq_t, ".qweight")
+    assert modules and modules == _modules(ct_t, ".weight_packed")
+    for m in modules:
+        wp = R.repack_tensor(awq_t[m + ".qweight"], awq, "qweight", ct, "weight_packed", 4)
+        assert np.array_equal(wp, ct_t[m + ".weight_packed"]), m
+        zp = R.repack_tensor(awq_t[m + ".qzeros"], awq, "qzeros", ct, "weight_zero_point", 4)
+        assert np.array_equal(zp, ct_t[m + ".weight_zero_point"]), m
+        # and back, bit for bit
+        K = int(ct_t[m + ".weight_shape"][1])
+        assert np.array_equal(R.repack_tensor(wp, ct, "weight_packed", awq, "qweight", 4, length=K),
+                              awq_t[m + ".qweight"])
+
+
+@pytest.mark.parametrize("fixture,bits", [("gptq_b2_g32_asym", 2), ("gptq_b3_g128_asym", 3),
+                                          ("gptq_b4_g64_sym", 4), ("gptq_b8_gall_sym", 8)])
+def test_real_gptq_codes_survive_the_word_paths(fixture, bits):
+    """AutoGPTQ's own qweight -> compressed-tensors -> logical (N-packed) decodes to AutoGPTQ's own codes."""
+    from safetensors.numpy import load_file
+
+    from conftest import FIXTURES
+
+    tensors = load_file(str(FIXTURES / fixture / "model.safetensors"))
+    ref = load_file(str(FIXTURES / f"{fixture}.ref.safetensors"))
+    gptq, ct, logical = get_spec("gptq"), get_spec("compressed-tensors"), get_spec("logical")
+    modules = [m for m in _modules(tensors, ".qweight") if m + ".codes" in ref]
+    assert modules
+    for m in modules:
+        codes = ref[m + ".codes"]
+        K = codes.shape[0]
+        wp = R.repack_tensor(tensors[m + ".qweight"], gptq, "qweight", ct, "weight_packed", bits)
+        assert np.array_equal(unpack(wp, ct.packing(bits), axis=1, length=K).T, codes), m
+        if bits in logical.bits:
+            lq = R.repack_tensor(wp, ct, "weight_packed", logical, "qweight", bits, length=K)
+            assert np.array_equal(unpack(lq, logical.packing(bits), axis=1), codes), m
