@@ -158,18 +158,29 @@ def activations(name: str, K: int, tokens: int, seed: int) -> np.ndarray:
 
 
 def reference_output(module: LogicalModule, x: np.ndarray) -> np.ndarray:
-    """x @ W in float64 from the logical decode, dequantizing a few rows of W at a time."""
-    g = module.effective_g_idx()
+    """x @ W in float64, W[k, n] = (codes[k, n] - zeros[g[k], n]) * scales[g[k], n] from the logical decode,
+    dequantized a block of rows at a time (whole groups at a time, broadcast, when g is k // group_size)."""
     scales = dtypes.to_float64(module.scales, module.scale_dtype)
     zeros = module.zeros.astype(np.float64)
     x64 = np.asarray(x, dtype=np.float64)
-    y = np.zeros((x64.shape[0], module.N), dtype=np.float64)
-    step = max(1, REF_CHUNK_BYTES // (8 * max(1, module.N)))
-    for k0 in range(0, module.K, step):
-        k1 = min(module.K, k0 + step)
+    K, N = module.K, module.N
+    y = np.zeros((x64.shape[0], N), dtype=np.float64)
+    rows_per_step = max(1, REF_CHUNK_BYTES // (8 * max(1, N)))
+    group = K if module.group_size == -1 else module.group_size
+    if module.g_idx is None and group > 0 and K % group == 0:
+        groups_per_step = max(1, rows_per_step // group)
+        for g0 in range(0, K // group, groups_per_step):
+            g1 = min(K // group, g0 + groups_per_step)
+            w = module.codes[g0 * group:g1 * group].reshape(g1 - g0, group, N).astype(np.float64)
+            w -= zeros[g0:g1, None, :]
+            w *= scales[g0:g1, None, :]
+            y += x64[:, g0 * group:g1 * group] @ w.reshape(-1, N)
+        return y
+    g = module.effective_g_idx()
+    for k0 in range(0, K, rows_per_step):
+        k1 = min(K, k0 + rows_per_step)
         rows = g[k0:k1]
-        w = (module.codes[k0:k1].astype(np.float64) - zeros[rows]) * scales[rows]
-        y += x64[:, k0:k1] @ w
+        y += x64[:, k0:k1] @ ((module.codes[k0:k1].astype(np.float64) - zeros[rows]) * scales[rows])
     return y
 
 

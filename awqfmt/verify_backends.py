@@ -105,6 +105,22 @@ def _unpacked_zeros(spec: LayoutSpec, tensors, bits: int, n_g: int, N: int) -> n
     return zeros - np.float32(spec.zero_offset)  # GPTQ v1 stores z - 1; read as the CUDA kernels do (no mask)
 
 
+def _dequant_product(xr: np.ndarray, plane: np.ndarray, zeros: np.ndarray, scales: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """xr [M, R] @ ((plane - zeros[g]) * scales[g]) for a plane [R, C] whose row r belongs to group g[r].
+
+    When the rows come in equal runs of consecutive groups (no act-order), the per-group zeros and scales are
+    broadcast over a [groups, run, C] view instead of gathered row by row: same formula, a third of the memory
+    traffic."""
+    R, C = plane.shape
+    n = int(g[-1]) + 1 if R else 0
+    if n and R % n == 0 and g[0] == 0 and np.array_equal(g, np.arange(R) // (R // n)):
+        w = plane.reshape(n, R // n, C).astype(np.float32)
+        w -= zeros[:n, None, :]
+        w *= scales[:n, None, :]
+        return xr @ w.reshape(R, C)
+    return xr @ ((plane.astype(np.float32) - zeros[g]) * scales[g])
+
+
 def numpy_packed_gemm(spec: LayoutSpec, tensors: Mapping[str, np.ndarray], dtype_names: Mapping[str, str],
                       bits: int, group_size: int, x: np.ndarray) -> np.ndarray:
     """y [M, N] float32 = x [M, K] @ W, with W dequantized from the stored words one field plane at a time."""
@@ -120,23 +136,19 @@ def numpy_packed_gemm(spec: LayoutSpec, tensors: Mapping[str, np.ndarray], dtype
     else:
         g_idx = np.arange(K, dtype=np.int64) // group
     xf = np.asarray(x, dtype=np.float32)
-    y = np.zeros((xf.shape[0], N), dtype=np.float32)
     if ct.packed_dim is None:
         _, codes = next(field_planes(tensors[ct.name], ct, spec.packing(bits)))
-        return xf @ ((codes.astype(np.float32) - zeros[g_idx]) * scales[g_idx])
+        return _dequant_product(xf, codes, zeros, scales, g_idx)
+    y = np.zeros((xf.shape[0], N), dtype=np.float32)
     axis = _logical_packed_axis(ct)
     for idx, plane in field_planes(tensors[ct.name], ct, spec.packing(bits)):
+        valid = int(np.searchsorted(idx, N if axis == 1 else K))  # idx ascends; past it is the last block's padding
+        idx = idx[:valid]
         if axis == 1:  # fields packed along N: this plane is the output columns idx, over all K
-            keep = idx < N
-            cols = idx[keep]
-            w = (plane[:, keep].astype(np.float32) - zeros[:, cols][g_idx]) * scales[:, cols][g_idx]
-            y[:, cols] = xf @ w
+            y[:, idx] = _dequant_product(xf, plane[:, :valid], np.ascontiguousarray(zeros[:, idx]),
+                                         np.ascontiguousarray(scales[:, idx]), g_idx)
         else:  # fields packed along K: this plane is the input rows idx, over all N
-            keep = idx < K
-            rows = idx[keep]
-            g = g_idx[rows]
-            w = (plane[keep, :].astype(np.float32) - zeros[g]) * scales[g]
-            y += xf[:, rows] @ w
+            y += _dequant_product(xf[:, idx], plane[:valid], zeros, scales, g_idx[idx])
     return y
 
 
