@@ -33,6 +33,8 @@ from .spec import LayoutSpec, Packing, TensorSpec
 TILE_WORDS = 1 << 17
 # A transposed copy writes this many consecutive words (one 64-byte cache line) into each destination row.
 LINE_WORDS = 16
+# What to do with a zero-point field that leaves [0, 2^b) when offset: refuse, or keep it modulo 2^b.
+WRAP_MODES = ("raise", "mask")
 
 __all__ = [
     "FieldWrapError", "reorder_fields", "transpose_packed", "transpose_words", "zero_offset", "repack_tensor",
@@ -438,8 +440,8 @@ def zero_offset(words: np.ndarray, bits: int | Packing, delta: int, *, axis: int
     packing = bits if isinstance(bits, Packing) else Packing(int(bits), 32 // int(bits), 1, tuple(range(32 // int(bits))))
     if not _single_word(packing):
         raise ValueError(f"zero_offset needs fields inside one word, not {packing}; use the oracle path")
-    if wrap not in ("raise", "mask"):
-        raise ValueError(f"wrap must be 'raise' or 'mask', not {wrap!r}")
+    if wrap not in WRAP_MODES:
+        raise ValueError(f"wrap must be one of {WRAP_MODES}, not {wrap!r}")
     b, v = packing.bits, packing.values
     if abs(delta) >= 1 << b:
         raise ValueError(f"offset {delta} is not smaller than 2^{b}")
@@ -523,9 +525,6 @@ def _clear_unused_bits(out: np.ndarray, packing: Packing) -> None:
     """compressed-tensors 3-bit leaves the top 2 bits of each word unused; `pack` writes them as 0."""
     if _single_word(packing) and packing.values * packing.bits < 32:
         out &= np.uint32(_field_mask(range(packing.values), packing.bits))
-
-
-WRAP_MODES = ("raise", "mask")
 
 
 def repack_tensor(stored: np.ndarray, src_spec: LayoutSpec, src_name: str, dst_spec: LayoutSpec, dst_name: str,
