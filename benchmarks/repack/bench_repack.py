@@ -150,6 +150,24 @@ def measure(name, src_name, dst_name, bits, K, N, G, runs, oracle_runs) -> dict:
     return row
 
 
+def markdown(results: dict) -> str:
+    """The measured table for RESULTS.md, from a results.json."""
+    m = results["meta"]
+    lines = [f"Measured {m['date']} on `{m['cpu']}`, nproc {m['nproc']}, Python {m['python']}, numpy {m['numpy']}, "
+             f"1 thread, median of {m['runs']} runs (oracle: {m['oracle_runs']}); load average before/after "
+             f"{m['loadavg_before'][0]:.2f} / {m['loadavg_after'][0]:.2f}.", "",
+             "| conversion | K x N | packed MB | fast GB/s | oracle GB/s | speed-up | numpy copy GB/s | fast / copy "
+             "| peak temp MiB | routes |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["results"]:
+        oracle_gbps = f"{r['oracle_GBps']:.3f}" if "oracle_GBps" in r else "-"
+        speedup = f"{r['speedup_vs_oracle']:.0f}x" if "speedup_vs_oracle" in r else "-"
+        lines.append(f"| {r['conversion']} | {r['K']} x {r['N']} | {r['packed_bytes'] / 1e6:.1f} | "
+                     f"**{r['fast_GBps']:.2f}** | {oracle_gbps} | {speedup} | {r['copy_GBps']:.2f} | "
+                     f"{r['fast_GBps'] / r['copy_GBps']:.2f} | {r['peak_temp_bytes'] / 2**20:.1f} | "
+                     f"{', '.join(r['routes'])} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--K", type=int, default=8192)
@@ -160,7 +178,11 @@ def main() -> None:
     ap.add_argument("--no-large", action="store_true", help="skip the 70B-layer shapes")
     ap.add_argument("--quick", action="store_true", help="2048 x 2048, 5 runs, no large shapes, no results.json")
     ap.add_argument("--out", type=Path, default=HERE / "results.json")
+    ap.add_argument("--markdown", type=Path, help="print the RESULTS.md table of an existing results.json and exit")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return
     if args.quick:
         args.K = args.N = 2048
         args.runs = args.oracle_runs = 5
