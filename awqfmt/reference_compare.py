@@ -62,18 +62,43 @@ def _finite(v: float) -> float | None:
     return float(v) if np.isfinite(v) else None  # JSON has no NaN / inf
 
 
-def original_weight(orig: Checkpoint, name: str, K: int, N: int) -> tuple[np.ndarray | None, str | None]:
-    """`<name>.weight` [N, K] of the original model as float32; (None, None) when absent, (None, why) when unusable."""
-    full = f"{name}.weight"
-    if full not in orig.locations:
-        return None, None
-    entry = orig.entry(full)
-    if entry.dtype not in dtypes.FLOAT_DTYPES:
-        return None, f"reference tensor {full} is {entry.dtype}; an original weight is F16, BF16 or F32"
-    if tuple(entry.shape) != (N, K):
-        flipped = " (it looks transposed: nn.Linear stores [out_features, in_features])" if tuple(entry.shape) == (K, N) else ""
-        return None, f"reference tensor {full} has shape {list(entry.shape)}, the quantized module needs [N={N}, K={K}]{flipped}"
-    return dtypes.to_float32(orig.array(full), entry.dtype), None
+class OriginalWeights:
+    """The `<module>.weight` tensors of the unquantized model, matched to quantized module names.
+
+    Names usually agree exactly. Otherwise one side may carry an extra leading prefix (`model.`, `bert.`,
+    `0.auto_model.` of sentence-transformers): a unique match up to such a prefix is accepted."""
+
+    def __init__(self, orig: Checkpoint):
+        self.orig = orig
+        self.modules = {n[: -len(".weight")] for n in orig.locations if n.endswith(".weight")}
+        self._by_suffix: dict[str, list[str]] = {}
+        for m in self.modules:
+            parts = m.split(".")
+            for i in range(1, len(parts)):
+                self._by_suffix.setdefault(".".join(parts[i:]), []).append(m)
+
+    def match(self, name: str) -> str | None:
+        if name in self.modules:
+            return name
+        longer = self._by_suffix.get(name, [])  # the original's name has an extra prefix
+        parts = name.split(".")
+        shorter = [s for s in (".".join(parts[i:]) for i in range(1, len(parts))) if s in self.modules]  # ours has one
+        found = set(longer) | set(shorter[:1])
+        return found.pop() if len(found) == 1 else None
+
+    def weight(self, name: str, K: int, N: int) -> tuple[np.ndarray | None, str | None]:
+        """[N, K] float32 for module `name`; (None, None) when absent, (None, why) when unusable."""
+        match = self.match(name)
+        if match is None:
+            return None, None
+        full = f"{match}.weight"
+        entry = self.orig.entry(full)
+        if entry.dtype not in dtypes.FLOAT_DTYPES:
+            return None, f"reference tensor {full} is {entry.dtype}; an original weight is F16, BF16 or F32"
+        if tuple(entry.shape) != (N, K):
+            flipped = " (it looks transposed: nn.Linear stores [out_features, in_features])" if tuple(entry.shape) == (K, N) else ""
+            return None, f"reference tensor {full} has shape {list(entry.shape)}, the quantized module needs [N={N}, K={K}]{flipped}"
+        return dtypes.to_float32(self.orig.array(full), entry.dtype), None
 
 
 def distinct_orders(packing: Packing) -> list[tuple[int, ...]]:

@@ -31,7 +31,7 @@ from .checkpoint import Checkpoint, open_checkpoint
 from .findings import Finding, Severity, error, sort_findings, warning
 from .logical import DecodeError, LogicalModule, decode
 from .modules import Fit, QuantModule, choose_layout, fit_module, group_modules
-from .reference_compare import ReferenceModule, compare_with_original, original_weight
+from .reference_compare import OriginalWeights, ReferenceModule, compare_with_original
 from .verify_backends import Backend, BackendCannotRun, NumpyBackend, select_backend
 
 TOLERANCE = 2e-3
@@ -344,12 +344,14 @@ def _verify(result: VerifyResult, ckpt: Checkpoint, other: Checkpoint | None, or
     if other is not None:
         findings += _container_findings(other, "against")
         theirs = _quant_sources(other)
+    originals = None
     if orig is not None:
         findings += _container_findings(orig, "reference")
+        originals = OriginalWeights(orig)
     fallback = NumpyBackend()
     unsupported: set[str] = set()
     for name, src in mine.items():
-        mv = _verify_module(name, src, ckpt, other, theirs, orig, be, fallback, tokens, seed, tolerance, result)
+        mv = _verify_module(name, src, ckpt, other, theirs, originals, be, fallback, tokens, seed, tolerance, result)
         if mv.run and mv.run.backend != be.name:
             unsupported.add(f"{mv.run.layout} {mv.run.bits}-bit")
         result.modules.append(mv)
@@ -364,15 +366,21 @@ def _verify(result: VerifyResult, ckpt: Checkpoint, other: Checkpoint | None, or
     if not mine:
         findings.append(error("verify.no-modules", "no quantized module found (no qweight / weight_packed tensors)",
                               hint="verify runs quantized modules; is this an unquantized model?", file=next(iter(ckpt.files), None)))
-    if orig is not None and result.missing_in_reference:
+    if originals is not None and result.missing_in_reference:
         n = len(result.missing_in_reference)
-        findings.append(warning("reference.missing-weights", f"{n} quantized module(s) have no `<module>.weight` in the reference "
-                                f"(first: {result.missing_in_reference[0]})", hint="is ORIGINAL the model this checkpoint was quantized from?"))
+        compared = sum(m.reference is not None for m in result.modules)
+        example = next(iter(sorted(originals.modules)), None)
+        make = error if compared == 0 else warning  # nothing compared at all: the names do not line up
+        findings.append(make("reference.missing-weights", f"{n} quantized module(s) have no `<module>.weight` in the reference "
+                             f"(first: {result.missing_in_reference[0]}); {compared} compared",
+                             hint="is ORIGINAL the model this checkpoint was quantized from? "
+                                  + (f"Its weights are named like {example}.weight" if example else "It has no `.weight` tensors"),
+                             file=next(iter(orig.files), None)))
     result.findings = sort_findings(findings)
 
 
 def _verify_module(name: str, src: _Source, ckpt: Checkpoint, other: Checkpoint | None, theirs: Mapping[str, _Source],
-                   orig: Checkpoint | None, be: Backend, fallback: Backend, tokens: int, seed: int, tolerance: float,
+                   orig: OriginalWeights | None, be: Backend, fallback: Backend, tokens: int, seed: int, tolerance: float,
                    result: VerifyResult) -> ModuleVerification:
     mv = ModuleVerification(name)
 
@@ -406,7 +414,7 @@ def _verify_module(name: str, src: _Source, ckpt: Checkpoint, other: Checkpoint 
     if other is not None:
         _against(mv, name, fit, ckpt, other, theirs, x, y, fallback, be, tolerance, result, fail)
     if orig is not None:
-        w, why = original_weight(orig, name, fit.K, fit.N)
+        w, why = orig.weight(name, fit.K, fit.N)
         if w is None:
             if why:
                 fail("reference.shape", why, tensor=f"{name}.weight")

@@ -284,3 +284,18 @@ def test_cli_table_and_json(tmp_path):
     assert set(m["run"]) == {"layout", "bits", "K", "N", "group_size", "backend", "time_s", "check"}
     assert set(m["run"]["check"]) == {"max_abs_err", "rel_err", "nonfinite", "ok"}
     assert doc["tokens"] == 3 and doc["summary"]["ok"] is True
+
+
+def test_g_idx_out_of_range_is_reported_not_raised(tmp_path):
+    bad = "model.layers.0.mlp.up_proj"
+
+    def damage(name, module, encoded):
+        if name == bad:
+            g, dt = encoded["g_idx"]
+            g = g.copy()
+            g[3] = 10_000
+            encoded["g_idx"] = (g, dt)
+    dst = write_layout(TINY, tmp_path / "gidx", "gptq-v2", damage=damage)
+    result = verify_path(dst, backend="numpy")
+    assert [(f.code, f.module) for f in result.findings] == [("verify.undecodable", bad)]
+    assert "g_idx values span" in result.findings[0].message

@@ -127,3 +127,21 @@ def test_whole_demo_against_the_packaged_minilm():  # pragma: no cover - optiona
     result = verify_path(MINILM, reference=files[0].parent, backend="numpy")
     checked = [m for m in result.modules if m.reference is not None]
     assert checked and all(m.reference.stored_is_best for m in checked)
+
+
+@pytest.mark.parametrize("rename", [lambda n: "bert." + n, lambda n: n[len("encoder."):] if n.startswith("encoder.") else n])
+def test_names_that_differ_by_a_leading_prefix_still_match(tmp_path, rename):
+    ref = load_file(str(ref_path("minilm_awq_g128")))
+    path = tmp_path / "model.safetensors"
+    write_safetensors(path, {rename(k[: -len(".orig")]) + ".weight": (v, "F32") for k, v in ref.items() if k.endswith(".orig")})
+    result = verify_path(MINILM, reference=path, backend="numpy")
+    assert sum(m.reference is not None for m in result.modules) == 7
+    assert all(m.reference.stored_is_best for m in result.modules if m.reference is not None)
+
+
+def test_a_reference_with_no_matching_names_is_an_error(tmp_path):
+    path = tmp_path / "model.safetensors"
+    write_safetensors(path, {"lm_head.weight": (np.zeros((4, 4), np.float16), "F16")})
+    result = verify_path(MINILM, reference=path, backend="numpy")
+    assert [(f.code, f.severity.value) for f in result.findings] == [("reference.missing-weights", "error")]
+    assert "lm_head.weight" in result.findings[0].hint and not result.ok
