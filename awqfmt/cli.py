@@ -93,6 +93,56 @@ def layout(
 
 
 @app.command()
+def convert(
+    src: Path = typer.Argument(..., help="checkpoint to convert: model directory, .safetensors file or *.safetensors.index.json"),
+    dst: Optional[Path] = typer.Argument(None, help="new model directory to write (default: SRC-<layout> beside SRC)"),
+    to: str = typer.Option(..., "--to", "-t", help="awq (awq-order), logical (logical-order), gptq, gptq-v2, compressed-tensors, unpacked, fp16, bf16"),
+    max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="largest shard, e.g. 5GB, 500MB, 2GiB (one file without index when it fits)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing DST checkpoint directory"),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="write shards in N processes"),
+    verify_: bool = typer.Option(False, "--verify", help="also decode SRC and DST and compare them module by module"),
+    scale_dtype: Optional[str] = typer.Option(None, "--scale-dtype", help="store scales as F16, BF16 or F32 (refused unless every scale keeps its value)"),
+    v1_all_ones: Optional[str] = typer.Option(None, "--v1-all-ones", help="read GPTQ v1 zero fields of all ones as 'kernel' (zero 2^b, GPU kernels) or 'mask' (zero 0)"),
+    force: bool = typer.Option(False, "--force", help="convert even if `awqfmt check` finds errors in SRC (carried over bit for bit); never overrides a refusal to represent data"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the report"),
+) -> None:
+    """Convert a checkpoint to another layout, exactly (codes, zeros and scales bit for bit), into a new directory."""
+    import signal
+
+    from .convert import ConvertRefused, ConvertUsageError, convert as run_convert
+    from .convert_report import progress_bar, render_refusal, render_result
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt  # so a `kill` cleans up the staging directory like Ctrl-C does
+
+    signal.signal(signal.SIGTERM, interrupt)
+    show_bar = not as_json and err_console.is_terminal
+    try:
+        if show_bar:
+            with progress_bar(err_console, f"convert -> {to}") as bar:
+                result = run_convert(src, dst, to, max_shard_size=max_shard_size, overwrite=overwrite, jobs=jobs, verify=verify_,
+                                     scale_dtype=scale_dtype, v1_all_ones=v1_all_ones, force=force, progress=bar)
+        else:
+            result = run_convert(src, dst, to, max_shard_size=max_shard_size, overwrite=overwrite, jobs=jobs, verify=verify_,
+                                 scale_dtype=scale_dtype, v1_all_ones=v1_all_ones, force=force)
+    except ConvertUsageError as exc:
+        raise usage_error(str(exc))
+    except ConvertRefused as exc:
+        if as_json:
+            print(json.dumps(exc.to_json(), indent=2))
+        else:
+            render_refusal(exc, err_console)
+        raise typer.Exit(EXIT_FINDINGS)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        if result.dst_defaulted:
+            console.print(f"[dim]no DST given: writing to {result.dst}[/dim]")
+        render_result(result, console)
+    raise typer.Exit(EXIT_FINDINGS if result.errors else EXIT_OK)
+
+
+@app.command()
 def verify(
     path: Path = typer.Argument(..., help="checkpoint to verify: model directory, .safetensors file or *.safetensors.index.json"),
     against: Optional[Path] = typer.Option(None, "--against", help="another checkpoint of the same model (e.g. `awqfmt convert` output) to compare module by module"),
