@@ -144,6 +144,11 @@ def _shape_key(ckpt: Checkpoint, module: QuantModule) -> tuple | None:
 def _missing_field_findings(cfg, config_layouts, modules) -> list[Finding]:
     """AWQ and GPTQ loaders fill a missing bits / group_size with a default; that is only right by luck."""
     out = []
+    if (cfg.model_config is not None and isinstance(cfg.model_config.get("quantization_config"), dict)
+            and "quant_method" not in cfg.model_config["quantization_config"]):
+        out.append(error("config.missing-field", "config.json has a quantization_config without quant_method",
+                         hint="transformers and vLLM refuse such a config: add \"quant_method\" (awq, gptq or compressed-tensors)",
+                         file="config.json"))
     if not modules or not any(s.config.get("match", {}).get("quant_method", [None])[0] in ("awq", "gptq") for s in config_layouts):
         return out
     seen = {"bits": Counter(m.chosen.bits for m in modules.values() if m.chosen),
