@@ -370,12 +370,14 @@ def _verify(result: VerifyResult, ckpt: Checkpoint, other: Checkpoint | None, or
         n = len(result.missing_in_reference)
         compared = sum(m.reference is not None for m in result.modules)
         example = next(iter(sorted(originals.modules)), None)
-        make = error if compared == 0 else warning  # nothing compared at all: the names do not line up
-        findings.append(make("reference.missing-weights", f"{n} quantized module(s) have no `<module>.weight` in the reference "
-                             f"(first: {result.missing_in_reference[0]}); {compared} compared",
-                             hint="is ORIGINAL the model this checkpoint was quantized from? "
-                                  + (f"Its weights are named like {example}.weight" if example else "It has no `.weight` tensors"),
-                             file=next(iter(orig.files), None)))
+        message = (f"{n} quantized module(s) have no `<module>.weight` in the reference "
+                   f"(first: {result.missing_in_reference[0]}); {compared} compared")
+        hint = "is ORIGINAL the model this checkpoint was quantized from? " + (
+            f"Its weights are named like {example}.weight" if example else "It has no `.weight` tensors")
+        if compared == 0:  # nothing compared at all: the names do not line up, and --reference checked nothing
+            findings.append(error("reference.missing-weights", message, hint=hint, file=next(iter(orig.files), None)))
+        else:
+            findings.append(warning("reference.missing-weights", message, hint=hint, file=next(iter(orig.files), None)))
     result.findings = sort_findings(findings)
 
 
