@@ -96,3 +96,15 @@ def test_cli_cupy_json():
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     assert doc["backend"] == {"requested": "cupy", "used": "cupy"} and doc["summary"]["passed"] == 37
+
+
+@pytest.mark.parametrize("name,layout", [("awq_tiny_llama", "gptq-v2"), ("minilm_awq_g128", "logical"),
+                                         ("gptq_b4_g64_asym_act", "gptq"), ("gptq_b4_g64_sym", "awq")])
+def test_cupy_verify_passes_on_awqfmt_convert_outputs(tmp_path, name, layout):
+    src = REAL_CHECKPOINTS[name][0]
+    out = CliRunner().invoke(app, ["convert", str(src), str(tmp_path / "out"), "--to", layout, "--json"])
+    assert out.exit_code == 0, out.output
+    seed = _seed()
+    result = verify_path(tmp_path / "out", against=src, backend="cupy", seed=seed)
+    _assert_kernel_ran_and_passed(result, seed)
+    assert all(m.run.backend == "cupy" and m.against.backend == "cupy" for m in result.modules)
