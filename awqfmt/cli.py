@@ -125,6 +125,9 @@ def convert(
         else:
             result = run_convert(src, dst, to, max_shard_size=max_shard_size, overwrite=overwrite, jobs=jobs, verify=verify_,
                                  scale_dtype=scale_dtype, v1_all_ones=v1_all_ones, force=force)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the partial output was removed, nothing was written at DST")
+        raise typer.Exit(130)
     except ConvertUsageError as exc:
         raise usage_error(str(exc))
     except ConvertRefused as exc:
