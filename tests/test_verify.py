@@ -299,3 +299,26 @@ def test_g_idx_out_of_range_is_reported_not_raised(tmp_path):
     result = verify_path(dst, backend="numpy")
     assert [(f.code, f.module) for f in result.findings] == [("verify.undecodable", bad)]
     assert "g_idx values span" in result.findings[0].message
+
+
+def test_a_backend_that_cannot_run_a_module_falls_back_to_numpy_with_a_warning():
+    from awqfmt.verify_backends import BackendCannotRun
+
+    class Picky(NumpyBackend):
+        name = "picky"
+        warm_up = True
+        calls = 0
+
+        def gemm(self, spec, tensors, dtype_names, bits, group_size, x):
+            Picky.calls += 1
+            if tensors["qweight"].shape[0] == 512:  # the down_proj modules (K = 512)
+                raise BackendCannotRun("no kernel for K = 512")
+            return super().gemm(spec, tensors, dtype_names, bits, group_size, x)
+
+    result = verify_path(TINY, backend=Picky())
+    assert result.ok
+    fell_back = sorted(m.name for m in result.modules if m.run.backend == "numpy")
+    assert fell_back == ["model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj"]
+    assert sorted(f.module for f in result.findings if f.code == "verify.backend-fallback") == fell_back
+    assert all(f.severity.value == "warning" for f in result.findings)
+    assert Picky.calls == 12 * 2 + 2  # warm-up + timed call on the 12 it runs, one refused call each on the other 2
