@@ -322,3 +322,18 @@ def test_a_backend_that_cannot_run_a_module_falls_back_to_numpy_with_a_warning()
     assert sorted(f.module for f in result.findings if f.code == "verify.backend-fallback") == fell_back
     assert all(f.severity.value == "warning" for f in result.findings)
     assert Picky.calls == 12 * 2 + 2  # warm-up + timed call on the 12 it runs, one refused call each on the other 2
+
+
+def test_inf_scale_is_reported_as_a_nonfinite_reference(tmp_path):
+    bad = "model.layers.0.self_attn.q_proj"
+
+    def damage(name, module, encoded):
+        if name == bad:
+            s, dt = encoded["scales"]
+            s = s.copy()
+            s[0, 5] = np.inf
+            encoded["scales"] = (s, dt)
+    dst = write_layout(TINY, tmp_path / "inf", "awq", damage=damage)
+    result = verify_path(dst, backend="numpy")
+    assert [(f.code, f.module) for f in result.findings] == [("verify.reference-nonfinite", bad)]
+    json.dumps(result.to_json(), allow_nan=False)
