@@ -16,7 +16,7 @@ __device__ __forceinline__ u32 apply_scale(u32 qz_diff, u32 s2) {
     }
 }
 
-// AWQ-like layouts (LAYOUT 0, 1, 2): one thread per word = 8 columns of one row -> one 16-byte store.
+// AWQ-like layouts (LAYOUT 0, 1, 2): one thread per word column x 16 rows -> sixteen 16-byte stores.
 // GPTQ (LAYOUT 3): one thread per 8 columns x one packed word row (8 k) -> eight 16-byte stores.
 template <int LAYOUT, int BF16, int ZOFF, int GIDX>
 __global__ void __launch_bounds__(256)
@@ -26,18 +26,37 @@ w4_dequant(const u32* __restrict__ qw, const u32* __restrict__ qz, const u16* __
     const int NW = N >> 3;
     const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (LAYOUT != AWQFMT_L_GPTQ) {
-        if (idx >= (long long)K * NW) return;
-        const int k = (int)(idx / NW), wc = (int)(idx - (long long)k * NW);
-        const int g = GIDX ? ldg_i32(gidx + k) : k / G;
-        const u32 word = ldg_stream_u32(qw + idx);
-        const u32 zw = ldg_u32(qz + (size_t)g * NW + wc);
-        const uint4 s = ldg_v4(sc + (size_t)g * N + 8 * wc);
-        u32 h[4], z[4];
-        dec_npair<LAYOUT>(word, h);
-        dec_npair<LAYOUT>(zw, z);
-        st_v4(W + (size_t)k * N + 8 * wc,
-              apply_scale<BF16>(hsub2(h[0], z[0]), s.x), apply_scale<BF16>(hsub2(h[1], z[1]), s.y),
-              apply_scale<BF16>(hsub2(h[2], z[2]), s.z), apply_scale<BF16>(hsub2(h[3], z[3]), s.w));
+        // one thread: word column wc of rows 16 kb .. 16 kb + 15 (zeros and scales reloaded only when the
+        // group changes), one 16-byte store per row
+        const int KB = (K + 15) >> 4;
+        if (idx >= (long long)KB * NW) return;
+        const int kb = (int)(idx / NW), wc = (int)(idx - (long long)kb * NW);
+        int g_prev = -1;
+        u32 z[4];
+        uint4 s;
+        u32 words[16];
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+            const int k = 16 * kb + i;
+            words[i] = (k < K) ? ldg_stream_u32(qw + (size_t)k * NW + wc) : 0u;
+        }
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+            const int k = 16 * kb + i;
+            if (k >= K) break;
+            const int g = GIDX ? ldg_i32(gidx + k) : k / G;
+            if (g != g_prev) {
+                const u32 zw = ldg_u32(qz + (size_t)g * NW + wc);
+                dec_npair<LAYOUT>(zw, z);
+                s = ldg_v4(sc + (size_t)g * N + 8 * wc);
+                g_prev = g;
+            }
+            u32 h[4];
+            dec_npair<LAYOUT>(words[i], h);
+            st_v4(W + (size_t)k * N + 8 * wc,
+                  apply_scale<BF16>(hsub2(h[0], z[0]), s.x), apply_scale<BF16>(hsub2(h[1], z[1]), s.y),
+                  apply_scale<BF16>(hsub2(h[2], z[2]), s.z), apply_scale<BF16>(hsub2(h[3], z[3]), s.w));
+        }
     } else {
         const int KW = K >> 3;
         if (idx >= (long long)KW * NW) return;

@@ -34,41 +34,79 @@ __device__ __forceinline__ constexpr int nib_col(int e) {
     return LAYOUT == AWQFMT_L_AWQ ? ((e < 4) ? 2 * e : 2 * (e - 4) + 1) : e;
 }
 
+// Nibble (0..7) holding column col of a word (the inverse of nib_col).
+template <int LAYOUT>
+__device__ __forceinline__ constexpr int col_nib(int col) {
+    return LAYOUT == AWQFMT_L_AWQ ? ((col & 1) ? 4 + (col >> 1) : (col >> 1)) : col;
+}
+
 }  // namespace awqfmt
 
 template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(256, (WC * NT <= 2) ? 2 : 1)
 w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
              const u32* __restrict__ qw,       // AWQ-like: [K, N/8]; GPTQ: [K/8, N]
              const u32* __restrict__ qz,       // [n_g, N/8]
              const u16* __restrict__ sc,       // [n_g, N] fp16 or bf16 bits
              u16* __restrict__ y,              // [M, N] fp16
              float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit)
-             u32* __restrict__ counters,       // [gridDim.z * gridDim.x] (zero on entry and exit)
-             int M, int K, int N, int G, int units_per_split)
+             u32* __restrict__ counters,       // [gridDim.z * col_tiles] (zero on entry and exit)
+             int M, int K, int N, int G, int col_tiles)
 {
+    static_assert(WC == 1 || WC == 2 || WC == 4, "WC is 1, 2 or 4");
+    static_assert(WC * NT <= 4, "shared staging holds WC * NT <= 4");
     constexpr bool GPTQ = (LAYOUT == AWQFMT_L_GPTQ);
+    constexpr bool ASYNC = PF >= 3;  // cp.async pipeline of PF stages (else register prefetch depth PF)
+    constexpr int STAGES = ASYNC ? PF : 1;
     constexpr int COLS = 8 * WC;     // output columns per thread
     constexpr int TILES = 4 * WC;    // mma tiles (16 columns each across the warp) per k16 step
     constexpr int BCOLS = 64 * WC;   // columns per block
     constexpr int TOK = 8 * NT;      // tokens per block
+    constexpr int WR = GPTQ ? 2 * WC : 8;   // weight words of one unit: [WR][WV]
+    constexpr int WV = GPTQ ? 4 : WC;
+    constexpr int ZR = GPTQ ? 2 * WC : WC;  // zero words
+    constexpr int SR = 4 * WC;              // scale words (two 16-bit scales each)
+    constexpr int FRAG = TILES * NT * 4 * 32;  // accumulator floats of one warp
     // The x16 factor of odd nibbles in the lop3 decoders (never for GPTQ, which decodes with shifts).
     constexpr float ODD_SCALE = (LAYOUT == AWQFMT_L_AWQ || LAYOUT == AWQFMT_L_NAT_LOP3) ? 0.0625f : 1.0f;
+    // cp.async staging, per warp and stage, lane-major vectors: weights | zeros | scales | x
+    constexpr int OZ = GPTQ ? 1024 * WC : 1024 * WC;
+    constexpr int OS = GPTQ ? OZ + 256 * WC : OZ + 128 * WC;
+    constexpr int OX = OS + 512 * WC;
+    constexpr int STAGE_BYTES = OX + 512 * NT;
 
-    __shared__ float red[TOK * BCOLS];
+    __shared__ float red[4 * FRAG];
     __shared__ int s_last;
+    extern __shared__ __align__(16) unsigned char dsmem[];  // ASYNC: 8 warps x STAGES x STAGE_BYTES
 
     const int tid = threadIdx.x;
     const int lane = tid & 31, warp = tid >> 5;
     const int r = lane >> 2, c = lane & 3;
-    const int col0 = blockIdx.x * BCOLS;
     const int tok0 = blockIdx.z * TOK;
     const int n_units = (K + 31) >> 5;
-    const int u_begin = blockIdx.y * units_per_split;
-    const int u_end = min(n_units, u_begin + units_per_split);
     const int NW = N >> 3;  // words per row of qweight (AWQ-like) and of qzeros
+    const u32 stage_base = ASYNC ? smem_addr(dsmem) + (u32)(warp * STAGES * STAGE_BYTES) : 0u;
 
-    for (int i = tid; i < TOK * BCOLS; i += 256) red[i] = 0.f;
+    // Everything one unit reads from memory. AWQ-like w[i][v] = row k0 + 8c + i, word wc0 + v;
+    // GPTQ w[q][i] = word row k0/8 + c, column col0 + 32q + 4r + i.
+    struct Stage {
+        u32 w[WR][WV];
+        uint4 x[NT];
+        u32 z[ZR];
+        u32 s[SR];
+    };
+
+    // ---- stream-K partition: this block's share of the (column tile, unit) work, tile-major ------------
+    const long long total = (long long)col_tiles * n_units;
+    long long item = total * blockIdx.x / gridDim.x;
+    const long long item_end = total * (blockIdx.x + 1) / gridDim.x;
+
+    while (item < item_end) {
+    const int tile = (int)(item / n_units);
+    const int u_begin = (int)(item - (long long)tile * n_units);
+    const int u_end = (int)min((long long)n_units, (long long)u_begin + (item_end - item));
+    item += u_end - u_begin;
+    const int col0 = tile * BCOLS;
 
     float acc[TILES][NT][4];
 #pragma unroll
@@ -82,14 +120,9 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     const int wc0 = (col0 >> 3) + r * WC;
     const bool awq_cols_ok = wc0 < NW;
 
-    // Weight words of one unit: AWQ-like w[i][v] = row k0 + 8c + i, word wc0 + v;
-    // GPTQ w[q][i] = word row k0/8 + c, column col0 + 32q + 4r + i.
-    constexpr int WR = GPTQ ? 2 * WC : 8;
-    constexpr int WV = GPTQ ? 4 : WC;
-    u32 w[WR][WV], wn[WR][WV];
-
-    auto load_w = [&](int u, u32 (&dst)[WR][WV]) {
+    auto load = [&](int u, Stage& st) {
         const int k0 = u << 5;
+        const int g = k0 / G;
         if constexpr (!GPTQ) {
 #pragma unroll
             for (int i = 0; i < 8; ++i) {
@@ -98,40 +131,43 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                 const u32* p = qw + (size_t)row * NW + wc0;
                 if constexpr (WC == 4) {
                     const uint4 v = ok ? ldg_stream_v4(p) : u4(0, 0, 0, 0);
-                    dst[i][0] = v.x; dst[i][1] = v.y; dst[i][2] = v.z; dst[i][3] = v.w;
+                    st.w[i][0] = v.x; st.w[i][1] = v.y; st.w[i][2] = v.z; st.w[i][3] = v.w;
                 } else if constexpr (WC == 2) {
                     const uint2 v = ok ? ldg_stream_v2(p) : u2(0, 0);
-                    dst[i][0] = v.x; dst[i][1] = v.y;
+                    st.w[i][0] = v.x; st.w[i][1] = v.y;
                 } else {
-                    dst[i][0] = ok ? ldg_stream_u32(p) : 0u;
+                    st.w[i][0] = ok ? ldg_stream_u32(p) : 0u;
                 }
+            }
+            const u32* pz = qz + (size_t)g * NW + wc0;
+            if constexpr (WC == 4) {
+                const uint4 z4 = awq_cols_ok ? ldg_v4(pz) : u4(0, 0, 0, 0);
+                st.z[0] = z4.x; st.z[1] = z4.y; st.z[2] = z4.z; st.z[3] = z4.w;
+            } else if constexpr (WC == 2) {
+                const uint2 z2 = awq_cols_ok ? ldg_v2(pz) : u2(0, 0);
+                st.z[0] = z2.x; st.z[1] = z2.y;
+            } else {
+                st.z[0] = awq_cols_ok ? ldg_u32(pz) : 0u;
+            }
+#pragma unroll
+            for (int v = 0; v < WC; ++v) {
+                const uint4 sv = awq_cols_ok ? ldg_v4(sc + (size_t)g * N + 8 * (wc0 + v)) : u4(0, 0, 0, 0);
+                st.s[4 * v] = sv.x; st.s[4 * v + 1] = sv.y; st.s[4 * v + 2] = sv.z; st.s[4 * v + 3] = sv.w;
             }
         } else {
             const int kw = (k0 >> 3) + c;
 #pragma unroll
             for (int q = 0; q < 2 * WC; ++q) {
                 const int col = col0 + 32 * q + 4 * r;
-                const bool ok = (kw < (K >> 3)) && col < N;
+                const bool cok = col < N;
+                const bool ok = cok && (kw < (K >> 3));
                 const uint4 v = ok ? ldg_stream_v4(qw + (size_t)kw * N + col) : u4(0, 0, 0, 0);
-                dst[q][0] = v.x; dst[q][1] = v.y; dst[q][2] = v.z; dst[q][3] = v.w;
+                st.w[q][0] = v.x; st.w[q][1] = v.y; st.w[q][2] = v.z; st.w[q][3] = v.w;
+                st.z[q] = cok ? ldg_u32(qz + (size_t)g * NW + (col >> 3)) : 0u;
+                const uint2 s2 = cok ? ldg_v2(sc + (size_t)g * N + col) : u2(0, 0);
+                st.s[2 * q] = s2.x; st.s[2 * q + 1] = s2.y;
             }
         }
-    };
-
-    if (PF && u_begin + warp < u_end) load_w(u_begin + warp, w);
-
-    for (int u = u_begin + warp; u < u_end; u += 8) {
-        const int k0 = u << 5;
-        const int g = k0 / G;
-        if constexpr (PF) {
-            // prefetch the next unit's weights while this one is computed
-            if (u + 8 < u_end) load_w(u + 8, wn);
-        } else {
-            load_w(u, w);
-        }
-
-        // B fragments: b[s][nt][0..1] for k16 step s of the unit and token tile nt.
-        u32 b[2][NT][2];
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
             const int tok = tok0 + 8 * nt + r;
@@ -145,9 +181,103 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                     u32 e[8];
 #pragma unroll
                     for (int j = 0; j < 8; ++j) e[j] = (kx + j < K) ? (u32)ldg_u16(px + j) : 0u;
-                    xv = make_uint4(e[0] | (e[1] << 16), e[2] | (e[3] << 16), e[4] | (e[5] << 16), e[6] | (e[7] << 16));
+                    xv = u4(e[0] | (e[1] << 16), e[2] | (e[3] << 16), e[4] | (e[5] << 16), e[6] | (e[7] << 16));
                 }
             }
+            st.x[nt] = xv;
+        }
+    };
+
+    // The same loads as `load`, issued as cp.async into this lane's slots of stage buffer `sb`.
+    auto load_async = [&](int u, u32 sb) {
+        const int k0 = u << 5;
+        const int g = k0 / G;
+        const u32 l4 = (u32)lane;
+        if constexpr (!GPTQ) {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const int row = k0 + 8 * c + i;
+                const bool ok = awq_cols_ok && row < K;
+                const u32* p = ok ? qw + (size_t)row * NW + wc0 : qw;
+                cp_async<4 * WC>(sb + (u32)(i * 128 * WC) + l4 * (4 * WC), p, ok);
+            }
+            cp_async<4 * WC>(sb + OZ + l4 * (4 * WC), awq_cols_ok ? qz + (size_t)g * NW + wc0 : qz, awq_cols_ok);
+#pragma unroll
+            for (int v = 0; v < WC; ++v)
+                cp_async<16>(sb + OS + (u32)(v * 512) + l4 * 16,
+                             awq_cols_ok ? sc + (size_t)g * N + 8 * (wc0 + v) : sc, awq_cols_ok);
+        } else {
+            const int kw = (k0 >> 3) + c;
+#pragma unroll
+            for (int q = 0; q < 2 * WC; ++q) {
+                const int col = col0 + 32 * q + 4 * r;
+                const bool cok = col < N;
+                const bool ok = cok && (kw < (K >> 3));
+                cp_async<16>(sb + (u32)(q * 512) + l4 * 16, ok ? qw + (size_t)kw * N + col : qw, ok);
+                cp_async<4>(sb + OZ + (u32)(q * 128) + l4 * 4, cok ? qz + (size_t)g * NW + (col >> 3) : qz, cok);
+                cp_async<8>(sb + OS + (u32)(q * 256) + l4 * 8, cok ? sc + (size_t)g * N + col : sc, cok);
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+            const int tok = tok0 + 8 * nt + r;
+            const int kx = k0 + 8 * c;
+            const bool ok = tok < M && kx < K;  // host guarantees K % 8 == 0 for ASYNC
+            cp_async<16>(sb + OX + (u32)(nt * 512) + l4 * 16, ok ? x + (size_t)tok * K + kx : x, ok);
+        }
+    };
+
+    auto read_stage = [&](u32 sb, Stage& st) {
+        const u32 l4 = (u32)lane;
+        if constexpr (!GPTQ) {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const u32 a = sb + (u32)(i * 128 * WC) + l4 * (4 * WC);
+                if constexpr (WC == 4) {
+                    const uint4 v = lds_v4(a);
+                    st.w[i][0] = v.x; st.w[i][1] = v.y; st.w[i][2] = v.z; st.w[i][3] = v.w;
+                } else if constexpr (WC == 2) {
+                    const uint2 v = lds_v2(a);
+                    st.w[i][0] = v.x; st.w[i][1] = v.y;
+                } else {
+                    st.w[i][0] = lds_u32(a);
+                }
+            }
+            const u32 az = sb + OZ + l4 * (4 * WC);
+            if constexpr (WC == 4) {
+                const uint4 v = lds_v4(az);
+                st.z[0] = v.x; st.z[1] = v.y; st.z[2] = v.z; st.z[3] = v.w;
+            } else if constexpr (WC == 2) {
+                const uint2 v = lds_v2(az);
+                st.z[0] = v.x; st.z[1] = v.y;
+            } else {
+                st.z[0] = lds_u32(az);
+            }
+#pragma unroll
+            for (int v = 0; v < WC; ++v) {
+                const uint4 sv = lds_v4(sb + OS + (u32)(v * 512) + l4 * 16);
+                st.s[4 * v] = sv.x; st.s[4 * v + 1] = sv.y; st.s[4 * v + 2] = sv.z; st.s[4 * v + 3] = sv.w;
+            }
+        } else {
+#pragma unroll
+            for (int q = 0; q < 2 * WC; ++q) {
+                const uint4 v = lds_v4(sb + (u32)(q * 512) + l4 * 16);
+                st.w[q][0] = v.x; st.w[q][1] = v.y; st.w[q][2] = v.z; st.w[q][3] = v.w;
+                st.z[q] = lds_u32(sb + OZ + (u32)(q * 128) + l4 * 4);
+                const uint2 s2 = lds_v2(sb + OS + (u32)(q * 256) + l4 * 8);
+                st.s[2 * q] = s2.x; st.s[2 * q + 1] = s2.y;
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) st.x[nt] = lds_v4(sb + OX + (u32)(nt * 512) + l4 * 16);
+    };
+
+    auto compute = [&](const Stage& st) {
+        // B fragments: b[s][nt][0..1] for k16 step s of the unit and token tile nt.
+        u32 b[2][NT][2];
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+            const uint4 xv = st.x[nt];
             if constexpr (!GPTQ) {
                 // rows (8c+0, 8c+1) | (8c+2, 8c+3) for step 0; (8c+4, 8c+5) | (8c+6, 8c+7) for step 1
                 b[0][nt][0] = xv.x; b[0][nt][1] = xv.y;
@@ -158,39 +288,22 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                 b[1][nt][0] = prmt<0x5410>(xv.y, xv.w); b[1][nt][1] = prmt<0x7632>(xv.y, xv.w);
             }
         }
-
         if constexpr (!GPTQ) {
-            // zeros and scales of this thread's 8*WC consecutive columns
-            u32 zw[WC];
-            uint4 sv[WC];
-            if constexpr (WC == 4) {
-                const uint4 z4 = awq_cols_ok ? ldg_v4(qz + (size_t)g * NW + wc0) : u4(0, 0, 0, 0);
-                zw[0] = z4.x; zw[1] = z4.y; zw[2] = z4.z; zw[3] = z4.w;
-            } else if constexpr (WC == 2) {
-                const uint2 z2 = awq_cols_ok ? ldg_v2(qz + (size_t)g * NW + wc0) : u2(0, 0);
-                zw[0] = z2.x; zw[1] = z2.y;
-            } else {
-                zw[0] = awq_cols_ok ? ldg_u32(qz + (size_t)g * NW + wc0) : 0u;
-            }
-#pragma unroll
-            for (int v = 0; v < WC; ++v)
-                sv[v] = awq_cols_ok ? ldg_v4(sc + (size_t)g * N + 8 * (wc0 + v)) : u4(0, 0, 0, 0);
-
 #pragma unroll
             for (int v = 0; v < WC; ++v) {
                 u32 zc[8], hl0[8], hh0[8], hl1[8], hh1[8];
                 if constexpr (LAYOUT == AWQFMT_L_NAT_SHIFT) {
-                    dec_kpair_shift(zw[v], zw[v], zc);
-                    dec_kpair_shift(w[0][v], w[1][v], hl0);
-                    dec_kpair_shift(w[2][v], w[3][v], hh0);
-                    dec_kpair_shift(w[4][v], w[5][v], hl1);
-                    dec_kpair_shift(w[6][v], w[7][v], hh1);
+                    dec_kpair_shift(st.z[v], st.z[v], zc);
+                    dec_kpair_shift(st.w[0][v], st.w[1][v], hl0);
+                    dec_kpair_shift(st.w[2][v], st.w[3][v], hh0);
+                    dec_kpair_shift(st.w[4][v], st.w[5][v], hl1);
+                    dec_kpair_shift(st.w[6][v], st.w[7][v], hh1);
                 } else {
-                    dec_kpair_lop3(zw[v], zw[v], zc);
-                    dec_kpair_lop3(w[0][v], w[1][v], hl0);
-                    dec_kpair_lop3(w[2][v], w[3][v], hh0);
-                    dec_kpair_lop3(w[4][v], w[5][v], hl1);
-                    dec_kpair_lop3(w[6][v], w[7][v], hh1);
+                    dec_kpair_lop3(st.z[v], st.z[v], zc);
+                    dec_kpair_lop3(st.w[0][v], st.w[1][v], hl0);
+                    dec_kpair_lop3(st.w[2][v], st.w[3][v], hh0);
+                    dec_kpair_lop3(st.w[4][v], st.w[5][v], hl1);
+                    dec_kpair_lop3(st.w[6][v], st.w[7][v], hh1);
                 }
 #pragma unroll
                 for (int e = 0; e < 8; ++e) {
@@ -202,18 +315,18 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 #pragma unroll
                 for (int t = 0; t < 4; ++t) {
                     // rows of this tile: nibble 2t (A row r) and nibble 2t+1 (A row r+8)
-                    const float sA = scale_f<BF16>(half_of(sv[v], awqfmt::nib_col<LAYOUT>(2 * t)));
-                    const float sB = scale_f<BF16>(half_of(sv[v], awqfmt::nib_col<LAYOUT>(2 * t + 1))) * ODD_SCALE;
+                    const int cA = awqfmt::nib_col<LAYOUT>(2 * t), cB = awqfmt::nib_col<LAYOUT>(2 * t + 1);
+                    const u32 swA = st.s[4 * v + (cA >> 1)], swB = st.s[4 * v + (cB >> 1)];
+                    const float sA = scale_f<BF16>((u16)((cA & 1) ? (swA >> 16) : (swA & 0xFFFFu)));
+                    const float sB = scale_f<BF16>((u16)((cB & 1) ? (swB >> 16) : (swB & 0xFFFFu))) * ODD_SCALE;
 #pragma unroll
                     for (int nt = 0; nt < NT; ++nt) {
                         float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
-                        asm volatile(
-                            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                             : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
                             : "r"(hl0[2 * t]), "r"(hl0[2 * t + 1]), "r"(hh0[2 * t]), "r"(hh0[2 * t + 1]),
                               "r"(b[0][nt][0]), "r"(b[0][nt][1]));
-                        asm volatile(
-                            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                             : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
                             : "r"(hl1[2 * t]), "r"(hl1[2 * t + 1]), "r"(hh1[2 * t]), "r"(hh1[2 * t + 1]),
                               "r"(b[1][nt][0]), "r"(b[1][nt][1]));
@@ -228,41 +341,34 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         } else {
 #pragma unroll
             for (int q = 0; q < 2 * WC; ++q) {
-                const int col = col0 + 32 * q + 4 * r;
-                const bool ok = col < N;
-                // 4 columns: zeros are nibbles (col & 7) .. +3 of qzeros word col / 8
-                const u32 zword = ok ? ldg_u32(qz + (size_t)g * NW + (col >> 3)) : 0u;
-                const uint2 s2 = ok ? ldg_v2(sc + (size_t)g * N + col) : u2(0, 0);
-                const int zsh = 4 * (col & 7);
+                const int zsh = 16 * (r & 1);  // 4 columns start at nibble 4 * (r & 1) of their zeros word
                 u32 P[4][4];  // P[i][j]: column i, k-pair j = (8c + j, 8c + j + 4), minus zero
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
-                    const u32 z = ((zword >> (zsh + 4 * i)) & 0xFu) + ZOFF;
+                    const u32 z = ((st.z[q] >> (zsh + 4 * i)) & 0xFu) + ZOFF;
                     const u32 zc = (0x6400u + z) * 0x00010001u;
-                    const u32 wv = w[q][i];
+                    const u32 wv = st.w[q][i];
                     P[i][0] = hsub2(lop3_and_or(wv, 0x000F000Fu, AWQFMT_MAGIC), zc);
                     P[i][1] = hsub2(lop3_and_or(wv >> 4, 0x000F000Fu, AWQFMT_MAGIC), zc);
                     P[i][2] = hsub2(lop3_and_or(wv >> 8, 0x000F000Fu, AWQFMT_MAGIC), zc);
                     P[i][3] = hsub2(lop3_and_or(wv >> 12, 0x000F000Fu, AWQFMT_MAGIC), zc);
                 }
                 float s4[4];
-                s4[0] = scale_f<BF16>((u16)(s2.x & 0xFFFFu));
-                s4[1] = scale_f<BF16>((u16)(s2.x >> 16));
-                s4[2] = scale_f<BF16>((u16)(s2.y & 0xFFFFu));
-                s4[3] = scale_f<BF16>((u16)(s2.y >> 16));
+                s4[0] = scale_f<BF16>((u16)(st.s[2 * q] & 0xFFFFu));
+                s4[1] = scale_f<BF16>((u16)(st.s[2 * q] >> 16));
+                s4[2] = scale_f<BF16>((u16)(st.s[2 * q + 1] & 0xFFFFu));
+                s4[3] = scale_f<BF16>((u16)(st.s[2 * q + 1] >> 16));
 #pragma unroll
                 for (int t = 0; t < 2; ++t) {
                     const int iA = 2 * t, iB = 2 * t + 1;
 #pragma unroll
                     for (int nt = 0; nt < NT; ++nt) {
                         float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
-                        asm volatile(
-                            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                             : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
                             : "r"(P[iA][0]), "r"(P[iB][0]), "r"(P[iA][1]), "r"(P[iB][1]),
                               "r"(b[0][nt][0]), "r"(b[0][nt][1]));
-                        asm volatile(
-                            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                             : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
                             : "r"(P[iA][2]), "r"(P[iB][2]), "r"(P[iA][3]), "r"(P[iB][3]),
                               "r"(b[1][nt][0]), "r"(b[1][nt][1]));
@@ -275,92 +381,157 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                 }
             }
         }
-        if constexpr (PF) {
+    };
+
+    // ---- main loop: warps take units round-robin. PF = 1, 2: the loads of the next one or two units are in
+    // flight (registers) while this one computes; PF >= 3: a cp.async pipeline of PF stages per warp.
+    if constexpr (ASYNC) {
+        int u = u_begin + warp;
 #pragma unroll
-            for (int i = 0; i < WR; ++i)
-#pragma unroll
-                for (int v = 0; v < WV; ++v) w[i][v] = wn[i][v];
+        for (int s = 0; s < STAGES - 1; ++s) {
+            if (u + 8 * s < u_end) load_async(u + 8 * s, stage_base + (u32)(s * STAGE_BYTES));
+            cp_async_commit();
+        }
+        for (int j = 0; u < u_end; ++j, u += 8) {
+            const int un = u + 8 * (STAGES - 1);
+            if (un < u_end) load_async(un, stage_base + (u32)(((j + STAGES - 1) % STAGES) * STAGE_BYTES));
+            cp_async_commit();
+            cp_async_wait<STAGES - 1>();
+            Stage st;
+            read_stage(stage_base + (u32)((j % STAGES) * STAGE_BYTES), st);
+            compute(st);
+        }
+        cp_async_wait<0>();
+    } else {
+        Stage cur, n1, n2;
+        int u = u_begin + warp;
+        if constexpr (PF >= 1) {
+            if (u < u_end) load(u, cur);
+        }
+        if constexpr (PF >= 2) {
+            if (u + 8 < u_end) load(u + 8, n1);
+        }
+        for (; u < u_end; u += 8) {
+            if constexpr (PF == 0) {
+                load(u, cur);
+            } else if constexpr (PF == 1) {
+                if (u + 8 < u_end) load(u + 8, n1);
+            } else {
+                if (u + 16 < u_end) load(u + 16, n2);
+            }
+            compute(cur);
+            if constexpr (PF >= 1) cur = n1;
+            if constexpr (PF >= 2) n1 = n2;
         }
     }
 
-    __syncthreads();  // red[] zeroed by all threads before anyone adds
-
-    // ---- block reduction into shared memory -------------------------------------------------------
+    // ---- block reduction: accumulators in fragment order (lane fastest: no bank conflicts, no atomics);
+    // warps 4-7 store, warps 0-3 add theirs, then the four slices are summed per output element.
+    {
+        float* mine = red + (warp & 3) * FRAG;
+        if (warp >= 4) {
 #pragma unroll
-    for (int ti = 0; ti < TILES; ++ti) {
-        int lcA, lcB;  // local columns (0..BCOLS) of A rows r and r+8 of tile ti
-        if constexpr (!GPTQ) {
-            const int v = ti >> 2, t = ti & 3;
-            lcA = r * COLS + 8 * v + awqfmt::nib_col<LAYOUT>(2 * t);
-            lcB = r * COLS + 8 * v + awqfmt::nib_col<LAYOUT>(2 * t + 1);
-        } else {
-            const int q = ti >> 1, t = ti & 1;
-            lcA = 32 * q + 4 * r + 2 * t;
-            lcB = lcA + 1;
-        }
+            for (int ti = 0; ti < TILES; ++ti)
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-            const int lt = 8 * nt + 2 * c;
-            if (tok0 + lt < M) {
-                atomicAdd(&red[lt * BCOLS + lcA], acc[ti][nt][0]);
-                atomicAdd(&red[lt * BCOLS + lcB], acc[ti][nt][2]);
-            }
-            if (tok0 + lt + 1 < M) {
-                atomicAdd(&red[(lt + 1) * BCOLS + lcA], acc[ti][nt][1]);
-                atomicAdd(&red[(lt + 1) * BCOLS + lcB], acc[ti][nt][3]);
-            }
+                for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) mine[((ti * NT + nt) * 4 + j) * 32 + lane] = acc[ti][nt][j];
         }
+        __syncthreads();
+        if (warp < 4) {
+#pragma unroll
+            for (int ti = 0; ti < TILES; ++ti)
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) mine[((ti * NT + nt) * 4 + j) * 32 + lane] += acc[ti][nt][j];
+        }
+        __syncthreads();
     }
-    __syncthreads();
 
     const int ntok = min(TOK, M - tok0);
     const int ncol = min(BCOLS, N - col0);
-    if (gridDim.y == 1) {
-        for (int i = tid; i < ntok * BCOLS; i += 256) {
-            const int lt = i / BCOLS, lc = i - lt * BCOLS;
-            if (lc < ncol) y[(size_t)(tok0 + lt) * N + col0 + lc] = f2h(red[i]);
-        }
-        return;
-    }
-
-    // ---- split-K: accumulate into the fp32 workspace; the last block of this tile finishes ---------
+    const bool whole = (u_begin == 0 && u_end == n_units);  // this block alone covers the tile's K
+    // output element (lt, lc) of the block -> its slot in fragment order
     for (int i = tid; i < ntok * BCOLS; i += 256) {
         const int lt = i / BCOLS, lc = i - lt * BCOLS;
-        if (lc < ncol) atomicAdd(&ws[(size_t)(tok0 + lt) * N + col0 + lc], red[i]);
+        if (lc >= ncol) continue;
+        int ti, ab, rr;
+        if constexpr (!GPTQ) {
+            rr = lc / COLS;
+            const int rem = lc - rr * COLS;
+            const int e = awqfmt::col_nib<LAYOUT>(rem & 7);
+            ti = 4 * (rem >> 3) + (e >> 1);
+            ab = e & 1;
+        } else {
+            rr = (lc & 31) >> 2;
+            ti = 2 * (lc >> 5) + ((lc & 3) >> 1);
+            ab = lc & 1;
+        }
+        const int idx = ((ti * NT + (lt >> 3)) * 4 + 2 * ab + (lt & 1)) * 32 + 4 * rr + ((lt & 7) >> 1);
+        const float v = red[idx] + red[FRAG + idx] + red[2 * FRAG + idx] + red[3 * FRAG + idx];
+        const size_t o = (size_t)(tok0 + lt) * N + col0 + lc;
+        if (whole) y[o] = f2h(v);
+        else atomicAdd(&ws[o], v);
     }
-    __threadfence();
-    __syncthreads();
-    const int tile = blockIdx.z * gridDim.x + blockIdx.x;
-    if (tid == 0) {
-        const u32 prev = atomicAdd(&counters[tile], 1u);
-        s_last = (prev == gridDim.y - 1);
-    }
-    __syncthreads();
-    if (!s_last) return;
-    __threadfence();
-    for (int i = tid; i < ntok * BCOLS; i += 256) {
-        const int lt = i / BCOLS, lc = i - lt * BCOLS;
-        if (lc < ncol) {
-            float* p = &ws[(size_t)(tok0 + lt) * N + col0 + lc];
-            y[(size_t)(tok0 + lt) * N + col0 + lc] = f2h(ld_cg_f32(p));
-            st_cg_f32(p, 0.f);
+    if (!whole) {
+        // ---- split K: the block that completes the tile's units converts the workspace to fp16 and zeroes it
+        __threadfence();
+        __syncthreads();
+        const int ctr = blockIdx.z * col_tiles + tile;
+        if (tid == 0) {
+            const u32 done = (u32)(u_end - u_begin);
+            const u32 prev = atomicAdd(&counters[ctr], done);
+            s_last = (prev + done == (u32)n_units);
+        }
+        __syncthreads();
+        if (s_last) {
+            __threadfence();
+            for (int i = tid; i < ntok * BCOLS; i += 256) {
+                const int lt = i / BCOLS, lc = i - lt * BCOLS;
+                if (lc < ncol) {
+                    const size_t o = (size_t)(tok0 + lt) * N + col0 + lc;
+                    y[o] = f2h(ld_cg_f32(&ws[o]));
+                    st_cg_f32(&ws[o], 0.f);
+                }
+            }
+            if (tid == 0) counters[ctr] = 0u;
         }
     }
-    if (tid == 0) counters[tile] = 0u;
+    __syncthreads();  // red[] and s_last are reused by the next segment
+    }  // segments
 }
 
 #ifdef AWQFMT_INSTANTIATE_ALL
 // Explicit instantiations so that an offline nvcc build (tests/test_kernels_compile.py) checks the template
 // bodies; at run time NVRTC instantiates only what is launched.
+#define AWQFMT_INSTA(L, WC, NT, BF, Z)                                                                       \
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 3>(const u16*, const u32*, const u32*, const u16*, \
+                                                            u16*, float*, u32*, int, int, int, int, int);   \
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 4>(const u16*, const u32*, const u32*, const u16*, \
+                                                            u16*, float*, u32*, int, int, int, int, int);
 #define AWQFMT_INST(L, WC, NT, BF, Z)                                                                        \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1>(const u16*, const u32*, const u32*, const u16*, \
+                                                            u16*, float*, u32*, int, int, int, int, int);   \
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 2>(const u16*, const u32*, const u32*, const u16*, \
                                                             u16*, float*, u32*, int, int, int, int, int);   \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 0>(const u16*, const u32*, const u32*, const u16*, \
                                                             u16*, float*, u32*, int, int, int, int, int);
 AWQFMT_INST(0, 4, 1, 0, 0)
+AWQFMT_INSTA(0, 2, 1, 0, 0)
+AWQFMT_INSTA(0, 1, 2, 0, 0)
+AWQFMT_INSTA(0, 1, 4, 1, 0)
+AWQFMT_INSTA(0, 4, 1, 0, 0)
+AWQFMT_INSTA(3, 2, 1, 0, 1)
+AWQFMT_INSTA(3, 1, 4, 1, 0)
+AWQFMT_INSTA(2, 2, 2, 0, 0)
 AWQFMT_INST(0, 2, 1, 0, 0)
 AWQFMT_INST(0, 2, 2, 0, 0)
 AWQFMT_INST(0, 1, 4, 1, 0)
+AWQFMT_INST(0, 1, 1, 0, 0)
+AWQFMT_INST(0, 1, 2, 0, 0)
+AWQFMT_INST(3, 1, 2, 0, 1)
+AWQFMT_INST(2, 1, 2, 0, 0)
 AWQFMT_INST(1, 4, 1, 0, 0)
 AWQFMT_INST(1, 2, 2, 0, 0)
 AWQFMT_INST(2, 4, 1, 0, 0)

@@ -106,13 +106,19 @@ def _sm_count() -> int:
     return int(cp.cuda.Device().attributes["MultiProcessorCount"])
 
 
-def _blocks_per_sm(kern, threads: int = 256) -> int:
+def _blocks_per_sm(kern, threads: int = 256, smem: int = 0) -> int:
     try:
         regs = int(kern.num_regs)
     except Exception:
         regs = 128
+    try:
+        smem += int(kern.shared_size_bytes)
+    except Exception:
+        pass
     per_warp = -(-regs * 32 // 256) * 256  # allocation granularity 256 registers per warp
-    return max(1, min(8, 65536 // (per_warp * (threads // 32))))
+    by_regs = 65536 // (per_warp * (threads // 32))
+    by_smem = (228 * 1024) // (smem + 1024)
+    return max(1, min(8, by_regs, by_smem))
 
 
 _workspaces: dict[int, tuple[Any, Any]] = {}
@@ -264,10 +270,10 @@ def pick_method(M: int, prepared_or_none=None) -> str:
 
 def _default_config(M: int) -> dict:
     if M <= 8:
-        return {"wc": 2, "nt": 1, "pf": 1}
+        return {"wc": 2, "nt": 1, "pf": 3}
     if M <= 16:
-        return {"wc": 2, "nt": 2, "pf": 1}
-    return {"wc": 1, "nt": 4, "pf": 1}
+        return {"wc": 1, "nt": 2, "pf": 3}
+    return {"wc": 1, "nt": 4, "pf": 3}
 
 
 def _check(check: bool) -> None:
@@ -286,37 +292,59 @@ def _launch(kern, grid, block, args, what: str):
         raise GemmError(f"launching {what} failed: {exc}") from exc
 
 
+def _stage_bytes(gptq: bool, wc: int, nt: int) -> int:
+    """Bytes of one cp.async stage of one warp (kernels/w4a16_gemm.cu: OX + 512 * NT)."""
+    oz = 1024 * wc
+    os_ = oz + (256 if gptq else 128) * wc
+    return os_ + 512 * wc + 512 * nt
+
+
 def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     cfg = dict(_default_config(M))
     if config:
         cfg.update(config)
     wc, nt, pf = int(cfg["wc"]), int(cfg["nt"]), int(cfg["pf"])
+    if wc not in (1, 2, 4) or nt not in (1, 2, 4) or pf not in (0, 1, 2, 3, 4):
+        raise GemmError(f"bad skinny config {cfg} (wc, nt in 1/2/4, pf in 0..4)")
+    while wc > 1 and wc * nt > 4:
+        wc //= 2
     K, N = p.K, p.N
     if not p.gptq:
         while wc > 1 and ((N // 8) % wc or p.qw.data.ptr % (4 * wc)):
             wc //= 2
+    if pf >= 3 and K % 8:
+        pf = 1  # the cp.async pipeline loads x in 16-byte pieces
     name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf}>"
     kern = _kernel(_GEMM_SRC, name)
+    dyn = 8 * pf * _stage_bytes(p.gptq, wc, nt) if pf >= 3 else 0
+    if dyn > 48 * 1024:
+        try:
+            if int(kern.max_dynamic_shared_size_bytes) < dyn:
+                kern.max_dynamic_shared_size_bytes = dyn
+        except Exception as exc:
+            raise GemmError(f"cannot give {name} {dyn} bytes of shared memory: {exc}") from exc
     n_units = -(-K // 32)
     col_tiles = -(-N // (64 * wc))
     tok_tiles = -(-M // (8 * nt))
-    target = cfg.get("target_blocks") or _sm_count() * _blocks_per_sm(kern)
-    splits = max(1, min(int(round(target / (col_tiles * tok_tiles))), -(-n_units // 8)))
-    ups = -(-n_units // splits)
-    splits = -(-n_units // ups)
-    if tok_tiles > 65535 or splits > 65535:
+    target = cfg.get("target_blocks") or _sm_count() * _blocks_per_sm(kern, smem=dyn)
+    work = col_tiles * n_units
+    blocks = max(1, min(int(target), -(-work // 8)))  # stream-K: each block an equal share of the work
+    if tok_tiles > 65535:
         raise GemmError(f"M={M} too large for the skinny kernel")
     ws, ct = _workspace(M * N, col_tiles * tok_tiles)
-    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.G), np.int32(ups))
-    _launch(kern, (col_tiles, splits, tok_tiles), (256,), args, name)
-    return {"kernel": name, "grid": (col_tiles, splits, tok_tiles), "units_per_split": ups}
+    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.G), np.int32(col_tiles))
+    try:
+        kern((blocks, 1, tok_tiles), (256,), args, shared_mem=dyn)
+    except Exception as exc:
+        raise GemmError(f"launching {name} failed: {exc}") from exc
+    return {"kernel": name, "grid": (blocks, 1, tok_tiles), "shared_mem": dyn}
 
 
 def _run_dequant(p: _Prepared, W) -> str:
     code = p.code
     name = f"w4_dequant<{code},{int(p.bf16)},{p.zoff},{int(p.g_idx is not None)}>"
     kern = _kernel(_DEQUANT_SRC, name)
-    total = (p.K // 8) * (p.N // 8) if p.gptq else p.K * (p.N // 8)
+    total = (p.K // 8) * (p.N // 8) if p.gptq else -(-p.K // 16) * (p.N // 8)
     gidx = p.g_idx if p.g_idx is not None else p.qw  # never read without GIDX
     args = (p.qw, p.qz, p.sc, gidx, W, np.int32(p.K), np.int32(p.N), np.int32(p.G))
     _launch(kern, (-(-total // 256),), (256,), args, name)
@@ -328,8 +356,9 @@ def dequantize_packed(layout_name: str, tensors: Mapping[str, Any], *, bits: int
                       out=None, check: bool = False):
     """Packed module -> dense fp16 W [K, N] on the GPU (cupy array)."""
     cp = _cupy()
-    p = _Prepared(layout_name, tensors, bits=bits, group_size=group_size, scale_dtype=scale_dtype,
-                  zero_offset=zero_offset, decode=decode)
+    p = tensors if isinstance(tensors, _Prepared) else _Prepared(
+        layout_name, tensors, bits=bits, group_size=group_size, scale_dtype=scale_dtype,
+        zero_offset=zero_offset, decode=decode)
     W = out if out is not None else cp.empty((p.K, p.N), dtype=cp.float16)
     if W.shape != (p.K, p.N) or W.dtype != cp.float16 or not W.flags.c_contiguous:
         raise GemmError("out must be a C-contiguous fp16 [K, N] array")

@@ -1,0 +1,335 @@
+"""GEMM benchmark: the W4A16 kernels against cuBLAS fp16 on the same device, in the same run.
+
+    rows = run_bench(shapes=[(4096, 4096)], ms=[1, 16], group_size=128, reps=100)
+    render_table(rows)
+
+Timing: CUDA events around CUDA-graph replays (launch overhead excluded, for cuBLAS and for our kernels
+alike; plain event-timed launches if capture fails, flagged `graph: False`), after warm-up; each sample is the
+mean of one replay of `GRAPH_LEN` launches, the reported time is the median sample. L2 is not flushed;
+instead consecutive launches read different copies of the weights (and the baseline different copies of its
+fp16 matrix), so that the working set is at least 3x the L2 size and the weights are streamed from HBM.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import statistics
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .gemm import SKINNY_MAX_M, bytes_moved, gemm_packed, prepare
+
+DEFAULT_SHAPES: list[tuple[int, int]] = [(4096, 4096), (8192, 8192), (8192, 28672), (28672, 8192)]
+DEFAULT_MS: list[int] = [1, 16, 256, 4096]
+# speed targets (cuBLAS fp16 time / AWQ kernel time) by M
+TARGETS = {1: 3.0, 16: 2.5, 4096: 0.9}
+# kernels timed on identical data: name -> (layout, decode)
+VARIANTS = {"awq": ("awq", None), "logical": ("logical", "shift"), "logical_lop3": ("logical", "lop3"),
+            "gptq": ("gptq", None)}
+GRAPH_LEN = 10
+
+
+def _cp():
+    import cupy
+
+    return cupy
+
+
+def device_info() -> dict:
+    cp = _cp()
+    dev = cp.cuda.Device()
+    props = cp.cuda.runtime.getDeviceProperties(dev.id)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    info = {
+        "name": name,
+        "compute_capability": f"{props['major']}.{props['minor']}",
+        "sm_count": int(props["multiProcessorCount"]),
+        "l2_bytes": int(props["l2CacheSize"]),
+        "memory_bytes": int(props["totalGlobalMem"]),
+        "driver_version": _ver(cp.cuda.runtime.driverGetVersion()),
+        "runtime_version": _ver(cp.cuda.runtime.runtimeGetVersion()),
+        "cupy_version": cp.__version__,
+    }
+    try:
+        import subprocess
+
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,clocks.max.mem",
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        if out.returncode == 0:
+            info["nvidia_smi"] = out.stdout.strip()
+    except Exception:
+        pass
+    try:
+        import torch
+
+        info["torch_version"] = torch.__version__
+    except Exception:
+        pass
+    return info
+
+
+def _ver(v: int) -> str:
+    return f"{v // 1000}.{(v % 1000) // 10}"
+
+
+def _events_time(launch: Callable[[], None], samples: int, per_sample: int) -> list[float]:
+    cp = _cp()
+    out = []
+    for _ in range(samples):
+        a, b = cp.cuda.Event(), cp.cuda.Event()
+        a.record()
+        for _ in range(per_sample):
+            launch()
+        b.record()
+        b.synchronize()
+        out.append(cp.cuda.get_elapsed_time(a, b) / per_sample)
+    return out
+
+
+def time_cupy(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5) -> dict:
+    """Median ms per call of fns (called round-robin). Graph capture of GRAPH_LEN calls when possible."""
+    cp = _cp()
+    stream = cp.cuda.Stream(non_blocking=True)
+    n = len(fns)
+    with stream:
+        for i in range(max(warmup, n)):
+            fns[i % n]()
+        stream.synchronize()
+        samples = max(3, math.ceil(reps / GRAPH_LEN))
+        try:
+            stream.begin_capture()
+            try:
+                for i in range(GRAPH_LEN):
+                    fns[i % n]()
+            finally:
+                graph = stream.end_capture()
+            graph.launch(stream)
+            stream.synchronize()
+            times = _events_time(lambda: graph.launch(stream), samples, 1)
+            times = [t / GRAPH_LEN for t in times]
+            used_graph = True
+        except Exception:
+            cp.cuda.Device().synchronize()
+            counter = [0]
+
+            def step():
+                fns[counter[0] % n]()
+                counter[0] += 1
+
+            times = _events_time(step, samples, GRAPH_LEN)
+            used_graph = False
+    return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": used_graph}
+
+
+def time_torch(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5) -> dict:
+    import torch
+
+    n = len(fns)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for i in range(max(warmup, n)):
+            fns[i % n]()
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for i in range(GRAPH_LEN):
+            fns[i % n]()
+    g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(max(3, math.ceil(reps / GRAPH_LEN))):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / GRAPH_LEN)
+    return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": True}
+
+
+def measure_copy_bandwidth(nbytes: int = 1 << 30, reps: int = 20) -> float:
+    """Device-to-device copy rate in bytes/s, counting bytes read plus bytes written."""
+    cp = _cp()
+    a = cp.empty(nbytes // 4, dtype=cp.float32)
+    a.fill(1.0)
+    b = cp.empty_like(a)
+    for _ in range(3):
+        b[...] = a
+    cp.cuda.Device().synchronize()
+    times = _events_time(lambda: b.__setitem__(Ellipsis, a), reps, 1)
+    del a, b
+    return 2 * nbytes / (statistics.median(times) * 1e-3)
+
+
+def make_module(K: int, N: int, group_size: int, rng: np.random.Generator):
+    """Random logical module (codes 0..15, zeros 1..15 so every layout, GPTQ v1 included, can store it)."""
+    from ..logical import LogicalModule
+
+    Ge = K if group_size == -1 else group_size
+    n_g = K // Ge
+    codes = rng.integers(0, 16, (K, N), dtype=np.uint8)
+    zeros = rng.integers(1, 16, (n_g, N)).astype(np.uint16)
+    scales = (rng.random((n_g, N), dtype=np.float32) * 0.02 + 0.001).astype(np.float16)
+    return LogicalModule(bits=4, group_size=group_size, codes=codes, zeros=zeros, scales=scales, scale_dtype="F16")
+
+
+def _reference_check(module, x_host: np.ndarray, y_dev, cols: np.ndarray) -> float:
+    """Relative error of y on a few tokens and columns against float64 numpy."""
+    cp = _cp()
+    g = module.effective_g_idx()
+    s = module.scales.astype(np.float64)[:, cols]
+    W = (module.codes[:, cols].astype(np.float64) - module.zeros[:, cols].astype(np.float64)[g]) * s[g]
+    t = min(4, x_host.shape[0])
+    ref = x_host[:t].astype(np.float64) @ W
+    got = cp.asnumpy(y_dev[:t][:, cols]).astype(np.float64)
+    return float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+
+
+def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[int] = DEFAULT_MS,
+              group_size: int = 128, reps: int = 100, *, variants: Sequence[str] = tuple(VARIANTS),
+              torch_baseline: bool = True, seed: int = 0, copy_bandwidth: float | None = None,
+              progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Time every variant and cuBLAS fp16 for each (K, N) shape and M. Returns one dict per (K, N, M).
+
+    Keys: K, N, M, group_size, method, kernel, cublas_ms (the faster of cupy.matmul and torch.matmul),
+    cublas_cupy_ms, cublas_torch_ms, <variant>_ms for each variant, speedup (cublas_ms / awq_ms), target,
+    target_met, bytes (fewest bytes the W4A16 GEMM moves), awq_bytes_per_s, bw_frac (of the measured
+    device-to-device copy rate), logical_over_awq, logical_lop3_over_awq, rel_err (awq output vs float64),
+    variants_rel_diff (largest difference of another variant's output from awq's), graph.
+    """
+    cp = _cp()
+    say = progress or (lambda _m: None)
+    info = device_info()
+    l2 = info["l2_bytes"] or (50 << 20)
+    copy_bw = copy_bandwidth or measure_copy_bandwidth()
+    rng = np.random.default_rng(seed)
+    torch = None
+    if torch_baseline:
+        try:
+            import torch as _torch
+
+            if _torch.cuda.is_available():
+                torch = _torch
+        except Exception:
+            torch = None
+    rows: list[dict] = []
+    for K, N in shapes:
+        say(f"{K}x{N}: generating data")
+        module = make_module(K, N, group_size, rng)
+        from ..logical import encode
+        from ..spec import get_spec
+
+        packed_bytes = K * N // 2 + 3 * (K // (K if group_size == -1 else group_size)) * N
+        n_rot = max(1, min(16, math.ceil(3 * l2 / packed_bytes)))
+        preps: dict[str, list] = {}
+        for v in variants:
+            layout, decode = VARIANTS[v]
+            host = {name: arr for name, (arr, _) in encode(get_spec(layout), module).items()}
+            dev = {name: cp.asarray(a) for name, a in host.items()}
+            copies = [dev] + [{name: a.copy() for name, a in dev.items()} for _ in range(n_rot - 1)]
+            preps[v] = [prepare(layout, c, group_size=group_size, decode=decode) for c in copies]
+        fp16_bytes = K * N * 2
+        n_rot16 = max(1, min(8, math.ceil(3 * l2 / fp16_bytes)))
+        Ws = [cp.random.standard_normal((K, N), dtype=cp.float32).astype(cp.float16) * 0.05 for _ in range(n_rot16)]
+        cols = np.unique(np.concatenate([np.arange(min(64, N)), np.arange(max(0, N - 64), N)]))
+        for M in ms:
+            say(f"{K}x{N} M={M}")
+            x_host = rng.standard_normal((M, K), dtype=np.float32).astype(np.float16)
+            x = cp.asarray(x_host)
+            y = cp.empty((M, N), dtype=cp.float16)
+            row: dict[str, Any] = {"K": K, "N": N, "M": M, "group_size": group_size}
+            c = time_cupy([lambda W=W: cp.matmul(x, W, out=y) for W in Ws], reps)
+            row["cublas_cupy_ms"] = c["ms"]
+            row["graph"] = c["graph"]
+            row["cublas_torch_ms"] = None
+            if torch is not None:
+                try:
+                    xt = torch.as_tensor(x, device="cuda")
+                    Wt = [torch.as_tensor(W, device="cuda") for W in Ws]
+                    yt = torch.empty((M, N), dtype=torch.float16, device="cuda")
+                    row["cublas_torch_ms"] = time_torch([lambda W=W: torch.matmul(xt, W, out=yt) for W in Wt], reps)["ms"]
+                except Exception as exc:  # keep the run going; say why
+                    row["torch_error"] = str(exc)[:200]
+            row["cublas_ms"] = min(t for t in (row["cublas_cupy_ms"], row["cublas_torch_ms"]) if t is not None)
+            outs = {}
+            for v in variants:
+                ran: dict = {}
+                gemm_packed(VARIANTS[v][0], preps[v][0], x, group_size=group_size, out=y, info=ran, check=True)
+                outs[v] = y.copy()
+                if v == "awq":
+                    row["method"] = ran.get("method")
+                    row["kernel"] = ran.get("kernel")
+                t = time_cupy([lambda p=p, v=v: gemm_packed(VARIANTS[v][0], p, x, group_size=group_size, out=y)
+                               for p in preps[v]], reps)
+                row[f"{v}_ms"] = t["ms"]
+                row["graph"] = row["graph"] and t["graph"]
+            if "awq" in outs:
+                row["rel_err"] = _reference_check(module, x_host, outs["awq"], cols)
+                base = outs["awq"].astype(cp.float32)
+                diffs = [float(cp.linalg.norm(o.astype(cp.float32) - base) / cp.linalg.norm(base))
+                         for k, o in outs.items() if k != "awq"]
+                row["variants_rel_diff"] = max(diffs) if diffs else 0.0
+                awq = row["awq_ms"]
+                row["speedup"] = row["cublas_ms"] / awq
+                row["target"] = TARGETS.get(M)
+                row["target_met"] = None if row["target"] is None else bool(row["speedup"] >= row["target"])
+                row["bytes"] = bytes_moved(K, N, M, group_size)
+                row["awq_bytes_per_s"] = row["bytes"] / (awq * 1e-3)
+                row["bw_frac"] = row["awq_bytes_per_s"] / copy_bw
+                for v in ("logical", "logical_lop3", "gptq"):
+                    if f"{v}_ms" in row:
+                        row[f"{v}_over_awq"] = row[f"{v}_ms"] / awq
+            rows.append(row)
+            del x, y, outs
+        del preps, Ws
+        cp.get_default_memory_pool().free_all_blocks()
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    met = [r for r in rows if r.get("target") is not None]
+    return {
+        "targets_checked": len(met),
+        "targets_met": sum(1 for r in met if r["target_met"]),
+        "missed": [f"{r['K']}x{r['N']} M={r['M']}: {r['speedup']:.2f}x < {r['target']}x" for r in met
+                   if not r["target_met"]],
+    }
+
+
+def render_table(rows: list[dict], console=None, title: str | None = None, copy_bw: float | None = None):
+    """Print rows as a rich table (returns the Table)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title or "W4A16 GEMM vs cuBLAS fp16 (ms, median; group 128)")
+    for col in ("K x N", "M", "method", "cuBLAS", "AWQ", "x cuBLAS", "target", "BW/copy", "logical(shift)",
+                "logical(lop3)", "GPTQ", "shift/AWQ", "rel err"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        tgt = r.get("target")
+        met = r.get("target_met")
+        mark = "" if tgt is None else (f"[green]>= {tgt} ok[/]" if met else f"[red]>= {tgt} MISS[/]")
+        t.add_row(f"{r['K']}x{r['N']}", str(r["M"]), str(r.get("method", "")), _f(r.get("cublas_ms")),
+                  _f(r.get("awq_ms")), _f(r.get("speedup"), 2), mark, _f(r.get("bw_frac"), 2),
+                  _f(r.get("logical_ms")), _f(r.get("logical_lop3_ms")), _f(r.get("gptq_ms")),
+                  _f(r.get("logical_over_awq"), 3), _f(r.get("rel_err"), 6, sci=True))
+    (console or Console()).print(t)
+    return t
+
+
+def _f(v, nd: int = 4, sci: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.{nd - 4 if sci else nd}e}" if sci else f"{v:.{nd}f}"
+
+
+def now_utc() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+__all__ = ["DEFAULT_MS", "DEFAULT_SHAPES", "SKINNY_MAX_M", "TARGETS", "VARIANTS", "device_info", "make_module",
+           "measure_copy_bandwidth", "render_table", "run_bench", "summarize", "time_cupy"]
