@@ -365,7 +365,8 @@ def _verify(result: VerifyResult, ckpt: Checkpoint, other: Checkpoint | None, or
         result.missing_in_checkpoint = [n for n in theirs if n not in mine]
         for n in result.missing_in_checkpoint:
             findings.append(error("verify.missing-module", f"module {n} is in the --against checkpoint but not in the checkpoint",
-                                  hint="the two checkpoints do not hold the same modules", module=n))
+                                  hint="the two checkpoints do not hold the same modules", module=n,
+                                  file=other.file_of(next(iter(theirs[n].module.tensors.values())))))
     if not mine:
         findings.append(error("verify.no-modules", "no quantized module found (no qweight / weight_packed tensors)",
                               hint="verify runs quantized modules; is this an unquantized model?", file=next(iter(ckpt.files), None)))
@@ -388,9 +389,10 @@ def _verify_module(name: str, src: _Source, ckpt: Checkpoint, other: Checkpoint 
                    orig: OriginalWeights | None, be: Backend, fallback: Backend, tokens: int, seed: int, tolerance: float,
                    result: VerifyResult) -> ModuleVerification:
     mv = ModuleVerification(name)
+    where = ckpt.file_of(next(iter(src.module.tensors.values()))) if src.module and src.module.tensors else None
 
     def fail(code: str, message: str, hint: str | None = None, tensor: str | None = None, **evidence) -> ModuleVerification:
-        mv.findings.append(error(code, message, hint=hint, module=name, tensor=tensor, evidence=evidence))
+        mv.findings.append(error(code, message, hint=hint, file=where, module=name, tensor=tensor, evidence=evidence))
         return mv
 
     if src.problem:
