@@ -16,9 +16,12 @@
 //   dequant = A holds (q - z) exactly (fp16 of small integers: 1024 + q minus 1024 + z); the scale is
 //             applied once per unit in fp32 to the unit's partial sums, so fp16 and bf16 scales are
 //             handled identically and no precision is lost to an fp16 product.
-//   reduce  = per block through shared-memory atomics; across splits through an fp32 workspace
-//             (atomicAdd) that the last block of a column tile converts to fp16 and zeroes again, so
-//             one launch does everything (workspace and counters must start zeroed, and stay so).
+//   loads   = PF 0-2: straight into registers, the next PF units' loads in flight while one computes;
+//             PF 3-4: a per-warp cp.async pipeline of PF stages through shared memory.
+//   reduce  = per block in shared memory (fragment order: no bank conflicts, no atomics); across splits
+//             through an fp32 workspace (atomicAdd) that the block completing a column tile converts to
+//             fp16 and zeroes again, so one launch does everything (workspace and counters start zeroed
+//             and are left zeroed).
 //
 // Layouts (see w4a16_common.cuh): AWQ-interleaved and natural-order [K, N/8] words decoded with the
 // lop3 / 0x64006400 trick (dec_kpair_lop3), natural order with shifts and masks (dec_kpair_shift), and
@@ -50,8 +53,8 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
              const u16* __restrict__ sc,       // [n_g, N] fp16 or bf16 bits
              u16* __restrict__ y,              // [M, N] fp16
              float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit)
-             u32* __restrict__ counters,       // [gridDim.z * col_tiles] (zero on entry and exit)
-             int M, int K, int N, int G, int col_tiles)
+             u32* __restrict__ counters,       // [gridDim.z * gridDim.x] (zero on entry and exit)
+             int M, int K, int N, int G, int units_per_split)
 {
     static_assert(WC == 1 || WC == 2 || WC == 4, "WC is 1, 2 or 4");
     static_assert(WC * NT <= 4, "shared staging holds WC * NT <= 4");
@@ -96,16 +99,12 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         u32 s[SR];
     };
 
-    // ---- stream-K partition: this block's share of the (column tile, unit) work, tile-major ------------
-    const long long total = (long long)col_tiles * n_units;
-    long long item = total * blockIdx.x / gridDim.x;
-    const long long item_end = total * (blockIdx.x + 1) / gridDim.x;
-
-    while (item < item_end) {
-    const int tile = (int)(item / n_units);
-    const int u_begin = (int)(item - (long long)tile * n_units);
-    const int u_end = (int)min((long long)n_units, (long long)u_begin + (item_end - item));
-    item += u_end - u_begin;
+    // ---- this block: column tile blockIdx.x, units [blockIdx.y * units_per_split, + units_per_split) -----
+    // (blocks with consecutive blockIdx.x run together and read neighbouring columns of the same rows)
+    {
+    const int tile = blockIdx.x;
+    const int u_begin = blockIdx.y * units_per_split;
+    const int u_end = min(n_units, u_begin + units_per_split);
     const int col0 = tile * BCOLS;
 
     float acc[TILES][NT][4];
@@ -478,7 +477,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         // ---- split K: the block that completes the tile's units converts the workspace to fp16 and zeroes it
         __threadfence();
         __syncthreads();
-        const int ctr = blockIdx.z * col_tiles + tile;
+        const int ctr = blockIdx.z * gridDim.x + tile;
         if (tid == 0) {
             const u32 done = (u32)(u_end - u_begin);
             const u32 prev = atomicAdd(&counters[ctr], done);
@@ -498,8 +497,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
             if (tid == 0) counters[ctr] = 0u;
         }
     }
-    __syncthreads();  // red[] and s_last are reused by the next segment
-    }  // segments
+    }
 }
 
 #ifdef AWQFMT_INSTANTIATE_ALL

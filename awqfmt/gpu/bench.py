@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .gemm import SKINNY_MAX_M, bytes_moved, gemm_packed, prepare
+from .gemm import (SKINNY_MAX_M, TUNED, bytes_moved, candidate_configs, dequantize_packed, gemm_packed, prepare,
+                   tuning_key)
 
 DEFAULT_SHAPES: list[tuple[int, int]] = [(4096, 4096), (8192, 8192), (8192, 28672), (28672, 8192)]
 DEFAULT_MS: list[int] = [1, 16, 256, 4096]
@@ -151,6 +152,26 @@ def time_torch(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 
     return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": True}
 
 
+def tune_skinny(layout: str, preps: Sequence, x, y, group_size: int, reps: int = 30) -> dict:
+    """Time every candidate skinny-kernel configuration for this module and M; store the fastest in
+    gemm.TUNED (used by later gemm_packed calls without a config) and return it (with its time)."""
+    M = int(x.shape[0])
+    best = None
+    for cfg in candidate_configs(M):
+        try:
+            gemm_packed(layout, preps[0], x, group_size=group_size, out=y, method="skinny", config=cfg, check=True)
+            t = time_cupy([lambda p=p: gemm_packed(layout, p, x, group_size=group_size, out=y, method="skinny",
+                                                   config=cfg) for p in preps], reps)["ms"]
+        except Exception:
+            continue
+        if best is None or t < best[1]:
+            best = (cfg, t)
+    if best is None:
+        return {}
+    TUNED[tuning_key(preps[0], M)] = best[0]
+    return dict(best[0], ms=round(best[1], 5))
+
+
 def measure_copy_bandwidth(nbytes: int = 1 << 30, reps: int = 20) -> float:
     """Device-to-device copy rate in bytes/s, counting bytes read plus bytes written."""
     cp = _cp()
@@ -192,6 +213,7 @@ def _reference_check(module, x_host: np.ndarray, y_dev, cols: np.ndarray) -> flo
 def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[int] = DEFAULT_MS,
               group_size: int = 128, reps: int = 100, *, variants: Sequence[str] = tuple(VARIANTS),
               torch_baseline: bool = True, seed: int = 0, copy_bandwidth: float | None = None,
+              tune: bool = True, tune_reps: int = 30,
               progress: Callable[[str], None] | None = None) -> list[dict]:
     """Time every variant and cuBLAS fp16 for each (K, N) shape and M. Returns one dict per (K, N, M).
 
@@ -199,7 +221,9 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
     cublas_cupy_ms, cublas_torch_ms, <variant>_ms for each variant, speedup (cublas_ms / awq_ms), target,
     target_met, bytes (fewest bytes the W4A16 GEMM moves), awq_bytes_per_s, bw_frac (of the measured
     device-to-device copy rate), logical_over_awq, logical_lop3_over_awq, rel_err (awq output vs float64),
-    variants_rel_diff (largest difference of another variant's output from awq's), graph.
+    variants_rel_diff (largest difference of another variant's output from awq's), graph; for the skinny
+    kernel <variant>_config (the configuration tune_skinny picked for that variant, each variant tuned on its
+    own); for the dequantize + cuBLAS path dequant_ms and cublas_on_dequant_ms (its two parts, timed alone).
     """
     cp = _cp()
     say = progress or (lambda _m: None)
@@ -242,7 +266,8 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
             x = cp.asarray(x_host)
             y = cp.empty((M, N), dtype=cp.float16)
             row: dict[str, Any] = {"K": K, "N": N, "M": M, "group_size": group_size}
-            c = time_cupy([lambda W=W: cp.matmul(x, W, out=y) for W in Ws], reps)
+            cublas_fns = [lambda W=W: cp.matmul(x, W, out=y) for W in Ws]
+            c = time_cupy(cublas_fns, reps)
             row["cublas_cupy_ms"] = c["ms"]
             row["graph"] = c["graph"]
             row["cublas_torch_ms"] = None
@@ -256,6 +281,9 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
                     row["torch_error"] = str(exc)[:200]
             row["cublas_ms"] = min(t for t in (row["cublas_cupy_ms"], row["cublas_torch_ms"]) if t is not None)
             outs = {}
+            if M <= SKINNY_MAX_M and tune:
+                for v in variants:
+                    row[f"{v}_config"] = tune_skinny(VARIANTS[v][0], preps[v], x, y, group_size, reps=tune_reps)
             for v in variants:
                 ran: dict = {}
                 gemm_packed(VARIANTS[v][0], preps[v][0], x, group_size=group_size, out=y, info=ran, check=True)
@@ -267,6 +295,15 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
                                for p in preps[v]], reps)
                 row[f"{v}_ms"] = t["ms"]
                 row["graph"] = row["graph"] and t["graph"]
+            # the baseline again, after ours (clock and temperature drift): keep the faster of the two
+            row["cublas_cupy_ms"] = min(row["cublas_cupy_ms"], time_cupy(cublas_fns, reps)["ms"])
+            row["cublas_ms"] = min(t for t in (row["cublas_cupy_ms"], row["cublas_torch_ms"]) if t is not None)
+            if row.get("method") == "dequant" and "awq" in variants:
+                Wd = dequantize_packed("awq", preps["awq"][0], group_size=group_size, check=True)
+                row["dequant_ms"] = time_cupy([lambda p=p: dequantize_packed("awq", p, group_size=group_size, out=Wd)
+                                               for p in preps["awq"]], reps)["ms"]
+                row["cublas_on_dequant_ms"] = time_cupy([lambda: cp.matmul(x, Wd, out=y)], reps)["ms"]
+                del Wd
             if "awq" in outs:
                 row["rel_err"] = _reference_check(module, x_host, outs["awq"], cols)
                 base = outs["awq"].astype(cp.float32)
@@ -332,4 +369,4 @@ def now_utc() -> str:
 
 
 __all__ = ["DEFAULT_MS", "DEFAULT_SHAPES", "SKINNY_MAX_M", "TARGETS", "VARIANTS", "device_info", "make_module",
-           "measure_copy_bandwidth", "render_table", "run_bench", "summarize", "time_cupy"]
+           "measure_copy_bandwidth", "render_table", "run_bench", "summarize", "time_cupy", "tune_skinny"]

@@ -29,7 +29,7 @@ import numpy as np
 
 # M up to this uses the skinny kernel, above it dequantize + cuBLAS (measured crossover, see
 # benchmarks/gemm/RESULTS.md).
-SKINNY_MAX_M = 32
+SKINNY_MAX_M = 64
 
 # layout name -> (spec name, default decode)
 _LAYOUTS = {"awq": "lop3", "logical": "shift", "gptq": "shift", "gptq-v2": "shift"}
@@ -268,12 +268,39 @@ def pick_method(M: int, prepared_or_none=None) -> str:
     return "skinny" if M <= SKINNY_MAX_M else "dequant"
 
 
+# Skinny-kernel configurations found best for a (layout code, K, N, group, M bucket), filled by tune()
+# (awqfmt.gpu.bench) or by hand; consulted when gemm_packed gets no config.
+TUNED: dict[tuple, dict] = {}
+
+
+def m_bucket(M: int) -> int:
+    return 8 if M <= 8 else 16 if M <= 16 else 32 if M <= 32 else 64
+
+
+def tuning_key(p: "_Prepared", M: int) -> tuple:
+    return (p.code, p.K, p.N, p.G, int(p.bf16), m_bucket(M))
+
+
+def candidate_configs(M: int) -> list[dict]:
+    """Skinny-kernel configurations worth timing for M tokens (tile width wc, token tiles nt, pipeline pf,
+    blocks to aim for as a multiple of the SM count)."""
+    if M <= 8:
+        return [{"wc": 2, "nt": 1, "pf": 1}, {"wc": 2, "nt": 1, "pf": 0}, {"wc": 1, "nt": 1, "pf": 2, "sm_mult": 4},
+                {"wc": 2, "nt": 1, "pf": 3}, {"wc": 1, "nt": 1, "pf": 4}, {"wc": 4, "nt": 1, "pf": 1, "sm_mult": 1},
+                {"wc": 2, "nt": 1, "pf": 1, "sm_mult": 1}]
+    if M <= 16:
+        return [{"wc": 1, "nt": 2, "pf": 1}, {"wc": 2, "nt": 2, "pf": 1, "sm_mult": 1}, {"wc": 1, "nt": 2, "pf": 3},
+                {"wc": 2, "nt": 2, "pf": 3}, {"wc": 1, "nt": 2, "pf": 4}, {"wc": 1, "nt": 2, "pf": 1, "sm_mult": 3}]
+    return [{"wc": 1, "nt": 4, "pf": 1}, {"wc": 1, "nt": 4, "pf": 3}, {"wc": 2, "nt": 2, "pf": 1},
+            {"wc": 1, "nt": 2, "pf": 1}]
+
+
 def _default_config(M: int) -> dict:
     if M <= 8:
-        return {"wc": 2, "nt": 1, "pf": 3}
+        return {"wc": 2, "nt": 1, "pf": 1}
     if M <= 16:
-        return {"wc": 1, "nt": 2, "pf": 3}
-    return {"wc": 1, "nt": 4, "pf": 3}
+        return {"wc": 1, "nt": 2, "pf": 1}
+    return {"wc": 1, "nt": 4, "pf": 1}
 
 
 def _check(check: bool) -> None:
@@ -301,8 +328,12 @@ def _stage_bytes(gptq: bool, wc: int, nt: int) -> int:
 
 def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     cfg = dict(_default_config(M))
+    if config is None:
+        config = TUNED.get(tuning_key(p, M))
     if config:
         cfg.update(config)
+    if cfg.get("sm_mult") and not cfg.get("target_blocks"):
+        cfg["target_blocks"] = int(cfg["sm_mult"] * _sm_count())
     wc, nt, pf = int(cfg["wc"]), int(cfg["nt"]), int(cfg["pf"])
     if wc not in (1, 2, 4) or nt not in (1, 2, 4) or pf not in (0, 1, 2, 3, 4):
         raise GemmError(f"bad skinny config {cfg} (wc, nt in 1/2/4, pf in 0..4)")
@@ -327,17 +358,19 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     col_tiles = -(-N // (64 * wc))
     tok_tiles = -(-M // (8 * nt))
     target = cfg.get("target_blocks") or _sm_count() * _blocks_per_sm(kern, smem=dyn)
-    work = col_tiles * n_units
-    blocks = max(1, min(int(target), -(-work // 8)))  # stream-K: each block an equal share of the work
-    if tok_tiles > 65535:
+    splits = max(1, min(int(round(target / (col_tiles * tok_tiles))), -(-n_units // 8)))
+    ups = -(-n_units // splits)
+    splits = -(-n_units // ups)
+    if tok_tiles > 65535 or splits > 65535:
         raise GemmError(f"M={M} too large for the skinny kernel")
     ws, ct = _workspace(M * N, col_tiles * tok_tiles)
-    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.G), np.int32(col_tiles))
+    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.G), np.int32(ups))
+    grid = (col_tiles, splits, tok_tiles)
     try:
-        kern((blocks, 1, tok_tiles), (256,), args, shared_mem=dyn)
+        kern(grid, (256,), args, shared_mem=dyn)
     except Exception as exc:
         raise GemmError(f"launching {name} failed: {exc}") from exc
-    return {"kernel": name, "grid": (blocks, 1, tok_tiles), "shared_mem": dyn}
+    return {"kernel": name, "grid": grid, "units_per_split": ups, "shared_mem": dyn}
 
 
 def _run_dequant(p: _Prepared, W) -> str:
@@ -432,6 +465,6 @@ def bytes_moved(K: int, N: int, M: int, group_size: int) -> int:
     return K * N // 2 + n_g * N // 2 + n_g * N * 2 + M * K * 2 + M * N * 2
 
 
-__all__ = ["GemmError", "SKINNY_MAX_M", "bytes_moved", "dequantize_packed", "gemm_packed", "gpu_available",
+__all__ = ["GemmError", "SKINNY_MAX_M", "TUNED", "bytes_moved", "candidate_configs", "m_bucket", "tuning_key", "dequantize_packed", "gemm_packed", "gpu_available",
            "kernels_dir", "pick_method", "prepare"]
 

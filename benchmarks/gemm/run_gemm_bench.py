@@ -1,0 +1,156 @@
+"""Run the W4A16 GEMM benchmark and write benchmarks/gemm/results.json and RESULTS.md.
+
+    PYTHONPATH=. python3 benchmarks/gemm/run_gemm_bench.py [--out-dir DIR] [--reps N] [--quick]
+
+Needs CuPy and an NVIDIA GPU (torch optional: a second cuBLAS baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def _fmt(v, nd=3):
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def write_markdown(path: Path, doc: dict) -> None:
+    rows, info = doc["rows"], doc["device"]
+    summ = doc["summary"]
+    L = []
+    L.append("# W4A16 GEMM kernels vs cuBLAS fp16\n")
+    L.append(f"Measured {doc['date']} on {info['name']} ({info['sm_count']} SMs, L2 {info['l2_bytes'] >> 20} MiB), "
+             f"driver {info.get('nvidia_smi', '').split(',')[0] or info['driver_version']}, CUDA driver API "
+             f"{info['driver_version']}, runtime {info['runtime_version']}, CuPy {info['cupy_version']}"
+             f"{', torch ' + info['torch_version'] if 'torch_version' in info else ''}. "
+             f"Device-to-device copy: {doc['copy_bandwidth'] / 1e12:.2f} TB/s (bytes read + written).\n")
+    L.append("Method: fp16 x [M, K] times 4-bit weights, group size 128, random data (codes 0-15, zeros 1-15, scales "
+             "0.001-0.021). Times are medians over CUDA-graph replays of 10 launches each, timed with CUDA events "
+             "after warm-up. L2 is **not flushed**; instead consecutive launches read different copies of the "
+             "weights (working set >= 3x L2), so weights stream from HBM, for cuBLAS as for our kernels. "
+             "cuBLAS fp16 = the faster of `cupy.matmul` (timed before and after our kernels, faster kept) and "
+             "`torch.matmul` on a random fp16 [K, N] matrix, in the same run. Skinny-kernel tile configuration: "
+             "each layout tuned on its own (`tune_skinny`, same candidates for all). `BW/copy` = fewest bytes the "
+             "W4A16 GEMM must move (packed weights, zeros, scales, x, y) / time, as a fraction of the copy rate.\n")
+    L.append(f"Targets (speed-up over cuBLAS fp16): M=1 >= 3x, M=16 >= 2.5x, M=4096 >= 0.9x. "
+             f"**{summ['targets_met']} of {summ['targets_checked']} met.**"
+             + ("" if not summ["missed"] else " Missed: " + "; ".join(summ["missed"]) + ".") + "\n")
+    L.append("| K x N | M | path | cuBLAS ms | AWQ ms | x cuBLAS | target | BW/copy | logical (shift) ms | "
+             "logical (lop3) ms | GPTQ ms | shift / AWQ | lop3-natural / AWQ | rel err |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        tgt = r.get("target")
+        met = "" if tgt is None else (f">= {tgt}: yes" if r.get("target_met") else f">= {tgt}: **no**")
+        L.append(f"| {r['K']}x{r['N']} | {r['M']} | {r.get('method')} | {_fmt(r.get('cublas_ms'), 4)} | "
+                 f"{_fmt(r.get('awq_ms'), 4)} | {_fmt(r.get('speedup'), 2)} | {met} | {_fmt(r.get('bw_frac'), 2)} | "
+                 f"{_fmt(r.get('logical_ms'), 4)} | {_fmt(r.get('logical_lop3_ms'), 4)} | {_fmt(r.get('gptq_ms'), 4)} | "
+                 f"{_fmt(r.get('logical_over_awq'), 3)} | {_fmt(r.get('logical_lop3_over_awq'), 3)} | "
+                 f"{r.get('rel_err', 0):.1e} |")
+    L.append("")
+    deq = [r for r in rows if r.get("dequant_ms") is not None]
+    if deq:
+        L.append("Large-M path (dequantize to fp16, then `cupy.matmul`), its two parts timed alone:\n")
+        L.append("| K x N | M | dequantize ms | dequantize GB/s | matmul on it ms | cuBLAS baseline ms | total ms |")
+        L.append("|---|---|---|---|---|---|---|")
+        for r in deq:
+            gbs = (r["K"] * r["N"] * 2.5 + 3 * r["K"] * r["N"] / 128) / (r["dequant_ms"] * 1e-3) / 1e9
+            L.append(f"| {r['K']}x{r['N']} | {r['M']} | {r['dequant_ms']:.4f} | {gbs:.0f} | "
+                     f"{r['cublas_on_dequant_ms']:.4f} | {r['cublas_ms']:.4f} | {r['awq_ms']:.4f} |")
+        L.append("")
+    cfgs = [(r['K'], r['N'], r['M'], r.get('awq_config')) for r in rows if r.get('awq_config')]
+    if cfgs:
+        L.append("Skinny-kernel configuration chosen for AWQ (wc: 8*wc columns per thread, nt: 8*nt tokens per "
+                 "block, pf: 0-2 register prefetch depth, 3-4 cp.async stages): " +
+                 "; ".join(f"{k}x{n} M={m}: wc={c['wc']} nt={c['nt']} pf={c['pf']}"
+                           + (f" x{c['sm_mult']} SMs" if c.get('sm_mult') else "") for k, n, m, c in cfgs) + ".\n")
+
+    sk = [r for r in rows if r.get("method") == "skinny"]
+    dq = [r for r in rows if r.get("method") == "dequant"]
+    L.append("## Why [0, 2, 4, 6, 1, 3, 5, 7], and what it buys here\n")
+    L.append(
+        "An fp16 with bits `0x6400 | v` is `1024 + v`, so `(w & 0x000F000F) | 0x64006400` (one `lop3`) turns nibbles 0 "
+        "and 4 of a 32-bit word into a `half2`; shifting the word by 4, 8, 12 gives nibbles (1,5), (2,6), (3,7). "
+        "Each step therefore pairs nibble i with nibble i+4. AWQ stores column `[0,2,4,6,1,3,5,7][i]` in nibble i "
+        "precisely so that those pairs are adjacent columns (0,1), (2,3), (4,5), (6,7): a dequantizer that writes "
+        "fp16 pairs of neighbouring columns (a `half2` `HFMA2` GEMV, or a dense fp16 row of W) gets them with one "
+        "`lop3` per pair and no byte shuffles. With natural order the same pairs need the nibbles moved first "
+        "(shifts and masks, or a byte permute per pair).\n")
+    L.append(
+        "Measured here on identical data (same logical weights packed both ways, each layout's kernel tuned on "
+        "its own):\n")
+    if sk:
+        L.append(f"- Skinny tensor-core kernel (M <= {max(r['M'] for r in sk)}), natural order decoded with shifts and "
+                 f"masks: median **{_med([r.get('logical_over_awq') for r in sk]):.3f}x** the AWQ kernel's time "
+                 f"(range {min(r['logical_over_awq'] for r in sk):.3f}-{max(r['logical_over_awq'] for r in sk):.3f}); "
+                 f"natural order decoded with the same lop3 trick: median "
+                 f"**{_med([r.get('logical_lop3_over_awq') for r in sk]):.3f}x** "
+                 f"(range {min(r['logical_lop3_over_awq'] for r in sk):.3f}-"
+                 f"{max(r['logical_lop3_over_awq'] for r in sk):.3f}).")
+    if dq:
+        L.append(f"- Dequantize + cuBLAS path (M >= {min(r['M'] for r in dq)}), natural order with shifts and masks: "
+                 f"median **{_med([r.get('logical_over_awq') for r in dq]):.3f}x** the AWQ time; natural order with "
+                 f"byte permutes + lop3: median **{_med([r.get('logical_lop3_over_awq') for r in dq]):.3f}x**.")
+    L.append("")
+    L.append(
+        "Reading: the tensor-core kernel needs the opposite pairing. An `mma.m16n8k16` A-fragment register holds "
+        "two *k* values of one output column, not two columns, so the kernel first byte-permutes two rows' words "
+        "together (`prmt`, two per 16 values) and then the four `lop3` steps yield k-pairs of one column each; "
+        "which column a nibble holds only changes a compile-time table. On that path the interleave buys nothing "
+        "(the lop3-natural column above), and what separates the shift/mask decoder is only the decoder's "
+        "instruction count, mostly hidden behind memory at these sizes. The order pays where N-adjacent pairs "
+        "are built: here the dequantize kernel (4 `lop3` + 3 shifts per 8 values for AWQ, vs. per-nibble shifts "
+        "and masks or 4 extra `prmt` for natural order), and it is memory-bound, so the saving is small in time. "
+        "In short: AWQ's order is a register-level convenience for FasterTransformer-style `half2` dequantizers "
+        "on older GPUs; on an H100, with a K-paired tensor-core kernel, it buys next to nothing, and a tool may "
+        "repack freely between orders without a speed penalty at inference.\n")
+    path.write_text("\n".join(L))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out-dir", default=str(HERE))
+    ap.add_argument("--reps", type=int, default=100)
+    ap.add_argument("--quick", action="store_true", help="two small shapes, M in {1, 16}")
+    args = ap.parse_args()
+
+    from awqfmt.gpu import gpu_available
+    from awqfmt.gpu.bench import (DEFAULT_MS, DEFAULT_SHAPES, device_info, measure_copy_bandwidth, now_utc,
+                                  render_table, run_bench, summarize)
+
+    if not gpu_available():
+        print("no GPU / CuPy here: nothing to benchmark", file=sys.stderr)
+        return 2
+    shapes, ms = DEFAULT_SHAPES, DEFAULT_MS
+    if args.quick:
+        shapes, ms = [(4096, 4096)], [1, 16]
+    info = device_info()
+    bw = measure_copy_bandwidth()
+    print(f"{info['name']}: copy {bw / 1e12:.2f} TB/s", flush=True)
+    rows = run_bench(shapes, ms, group_size=128, reps=args.reps, copy_bandwidth=bw,
+                     progress=lambda m: print(m, flush=True))
+    summ = summarize(rows)
+    doc = {"date": now_utc(), "device": info, "copy_bandwidth": bw, "group_size": 128, "reps": args.reps,
+           "timing": "median of CUDA-graph replays (10 launches each), CUDA events, L2 not flushed, weights rotated "
+                     "through copies totalling >= 3x L2", "summary": summ, "rows": rows}
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(doc, indent=1, default=str))
+    write_markdown(out / "RESULTS.md", doc)
+    render_table(rows, copy_bw=bw)
+    print(json.dumps(summ, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
