@@ -24,6 +24,13 @@ from .packing import unpack
 from .spec import LayoutSpec, Packing, all_specs, evaluate
 
 SAMPLE_GROUPS = 16
+# Default mode decodes at most this many qweight codes per module (the sampled groups' rows, leading output
+# columns): ~2k (group, column) cells at group 128, plenty to tell field orders apart, and a Llama-70B-shaped
+# checkpoint stays within its 2 s budget (benchmarks/scale).
+SAMPLE_CODES = 1 << 18
+# ... and samples the pack order of at most this many modules per shape, evenly spread (all with --deep): a
+# 100k-tensor MoE has thousands of identical experts whose qweight together is the whole checkpoint.
+SAMPLE_MODULES_PER_SHAPE = 512
 # What loaders assume when a config leaves a field out (transformers AwqConfig / GPTQConfig, AutoGPTQ
 # BaseQuantizeConfig): a missing field is only harmless when the tensors happen to match the default.
 LOADER_DEFAULTS = {"bits": 4, "group_size": 128}
@@ -94,8 +101,10 @@ def check_checkpoint(ckpt: Checkpoint, deep: bool = False) -> CheckResult:
     detected = chosen.most_common(1)[0][0] if chosen else None
     findings += _layout_findings(ckpt, modules, config_layouts, detected)
     findings += _missing_field_findings(cfg, config_layouts, modules)
+    order_sample = None if deep else _order_sample(modules)
     for module in modules.values():
-        findings += _module_findings(ckpt, module, cfg, config_layouts, deep, stats)
+        findings += _module_findings(ckpt, module, cfg, config_layouts, deep, stats,
+                                     sample_order=order_sample is None or module.prefix in order_sample)
     findings += _ignore_list_findings(ckpt, modules, unquantized)
     if not modules and not any(f.severity.value == "error" for f in findings):
         findings.append(error("checkpoint.no-quantized-modules", "no quantized module found (no qweight / weight_packed tensors)",
@@ -198,7 +207,8 @@ def _layout_findings(ckpt, modules, config_layouts, detected) -> list[Finding]:
 
 # ---- per module ----------------------------------------------------------------------------------------------
 
-def _module_findings(ckpt: Checkpoint, module: QuantModule, cfg, config_layouts, deep: bool, stats: dict) -> list[Finding]:
+def _module_findings(ckpt: Checkpoint, module: QuantModule, cfg, config_layouts, deep: bool, stats: dict,
+                     sample_order: bool = True) -> list[Finding]:
     out: list[Finding] = []
     m = module.prefix
     first_file = ckpt.file_of(next(iter(module.tensors.values())))
@@ -242,15 +252,10 @@ def _module_findings(ckpt: Checkpoint, module: QuantModule, cfg, config_layouts,
                 err("module.dtype", f"{t.name} is {dt}; layout {spec.name} allows {', '.join(t.dtypes)}",
                     hint="re-export with the dtype the layout's kernels read", tensor=t.name)
     # invariants from the spec
-    env = spec.dims_env(K, N, G, b)
-    for inv in spec.invariants:
-        try:
-            holds = bool(evaluate(inv.expr, env))
-        except Exception:  # noqa: BLE001 - a spec formula that cannot be evaluated here is itself reported
-            holds = False
-        if not holds:
-            err(inv.code, f"{inv.message} (K={K}, N={N}, group_size={G}, bits={b})", hint="such a module cannot be packed by this layout's tools",
-                tensor=spec.tensor("codes").name)
+    env, failed_invariants = _shape_facts(spec, K, N, G, b)  # evaluated once per layout and shape
+    for inv in failed_invariants:
+        err(inv.code, f"{inv.message} (K={K}, N={N}, group_size={G}, bits={b})", hint="such a module cannot be packed by this layout's tools",
+            tensor=spec.tensor("codes").name)
     # config consistency
     if isinstance(cfg.get("bits"), int) and cfg.get("bits") != b:
         err("module.config-bits", f"tensors fit {b}-bit {spec.name}, config says bits={cfg.get('bits')}",
@@ -260,7 +265,7 @@ def _module_findings(ckpt: Checkpoint, module: QuantModule, cfg, config_layouts,
             hint="a group_size mismatch makes loaders mis-shape qzeros/scales (text-generation-webui#541)", tensor=spec.tensor("scales").name)
     if set(wrong_dtype) & {"codes", "zeros", "scales", "g_idx"}:
         return out  # values stored in a dtype the layout does not define cannot be read as that layout's fields
-    out += _value_findings(ckpt, module, fit, cfg, deep, stats, err, warn)
+    out += _value_findings(ckpt, module, fit, cfg, deep, stats, err, warn, sample_order)
     if deep:
         out += _roundtrip_findings(ckpt, module, fit, err)
     return out
@@ -271,15 +276,15 @@ def _read(ckpt: Checkpoint, module: QuantModule, short: str) -> tuple[np.ndarray
     return ckpt.array(full), ckpt.entry(full).dtype
 
 
-def _value_findings(ckpt, module, fit: Fit, cfg, deep, stats, err, warn) -> list[Finding]:
+def _value_findings(ckpt, module, fit: Fit, cfg, deep, stats, err, warn, sample_order: bool = True) -> list[Finding]:
     out: list[Finding] = []
     spec, b, K, N, G = fit.spec, fit.bits, fit.K, fit.N, fit.G
-    n_g = spec.dims_env(K, N, G, b)["n_g"]
-    group = K if G == -1 else G
+    n_g = _shape_facts(spec, K, N, G, b)[0]["n_g"]
+    group = K if G == -1 or G > K else G  # a group_size beyond K (config-given) is one group
     # scales: finite and > 0, tested on the raw bits
     st = spec.tensor("scales")
     scales, sdt = _read(ckpt, module, st.name)
-    if sdt in dtypes.FLOAT_DTYPES:
+    if sdt in dtypes.FLOAT_DTYPES and not _all_positive_finite(scales, sdt):
         bad_nf = int(np.count_nonzero(dtypes.nonfinite_mask(scales, sdt)))
         if bad_nf:
             err("values.scale-nonfinite", f"{bad_nf} of {scales.size} scales are inf or NaN", hint="the quantizer diverged on this module: re-quantize it",
@@ -312,19 +317,24 @@ def _value_findings(ckpt, module, fit: Fit, cfg, deep, stats, err, warn) -> list
                 g_idx = None
     # zeros
     zt = spec.tensor("zeros")
-    zeros_stored = None
-    if zt.name in module.tensors:
+    if zt.name in module.tensors and _zero_rules_apply(spec):
         words, _ = _read(ckpt, module, zt.name)
         zeros_stored = np.asarray(words) if zt.packed_dim is None else \
             unpack(np.asarray(words), spec.packing(b), axis=zt.packed_dim, length=n_g if zt.dims[zt.packed_dim] == "n_g" else N)
         zeros_stored = zeros_stored.T if zt.transposed else zeros_stored
         out += _zero_convention_findings(spec, b, zeros_stored, cfg, err, warn, np.asarray(words), zt)
     # codes sample: pack order of qzeros vs qweight, and (GPTQ) which zero convention the codes support
-    if zeros_stored is not None:
+    if zt.name in module.tensors and sample_order:
         codes, rows_groups = _sample_codes(ckpt, module, fit, g_idx, deep)
         if codes is not None:
             out += _order_findings(ckpt, module, fit, codes, rows_groups, err, stats)
     return out
+
+
+def _zero_rules_apply(spec: LayoutSpec) -> bool:
+    """Whether `_zero_convention_findings` has a rule for this layout (AWQ, compressed-tensors: every field value is
+    a valid zero point, so their qzeros are not unpacked in full)."""
+    return spec.name in ("gptq", "gptq-v2") or spec.zero_offset < 0
 
 
 def _zero_convention_findings(spec: LayoutSpec, b: int, fields: np.ndarray, cfg, err, warn, words: np.ndarray, zt) -> list[Finding]:
@@ -334,9 +344,8 @@ def _zero_convention_findings(spec: LayoutSpec, b: int, fields: np.ndarray, cfg,
     half, top = 1 << (b - 1), (1 << b) - 1
     if fields.size == 0:
         return out
-    uniq = np.unique(fields)
-    if spec.name in ("gptq", "gptq-v2") and uniq.size == 1:
-        v = int(uniq[0])
+    if spec.name in ("gptq", "gptq-v2") and int(fields.min()) == int(fields.max()):  # two passes instead of a sort
+        v = int(fields.min())
         written_as = "gptq" if v == half - 1 else "gptq-v2" if v == half else None
         if written_as and written_as != spec.name:
             err("zeros.v1-v2-mismatch",
@@ -387,15 +396,13 @@ def sampled_groups(n_g: int, deep: bool) -> np.ndarray:
 def _sample_codes(ckpt, module, fit: Fit, g_idx, deep: bool):
     """Decoded codes [rows, N] for a sample of whole groups (all groups when deep), and each row's group."""
     spec, b, K, N, G = fit.spec, fit.bits, fit.K, fit.N, fit.G
-    group = K if G == -1 else G
+    group = K if G == -1 or G > K else G
     n_g = -(-K // group)
     ct = spec.tensor("codes")
     words, _ = _read(ckpt, module, ct.name)
     p = spec.packing(b)
     k_axis = ct.dims.index("K")
-    if g_idx is not None:  # act-order: groups are scattered over K; read everything
-        if not deep and words.nbytes > 64 << 20:
-            return None, None
+    if g_idx is not None:  # act-order: groups are scattered over K; read every row (of the leading columns)
         rows = np.arange(K)
         groups_of_rows = g_idx
     else:
@@ -403,6 +410,12 @@ def _sample_codes(ckpt, module, fit: Fit, g_idx, deep: bool):
         rows = (chosen[:, None] * group + np.arange(group)[None, :]).reshape(-1)
         rows = rows[rows < K]
         groups_of_rows = rows // group
+    n_axis = ct.dims.index("N")
+    align = p.values if ct.packed_dim == n_axis else 1
+    cols = N if deep else _sampled_columns(N, rows.size, align)
+    if cols < N:  # leading output columns only: a slice of each row, never a copy of the tensor
+        keep = -(-cols // p.values) * p.words if ct.packed_dim == n_axis else cols
+        words = words[(slice(None),) * n_axis + (slice(0, keep),)]
     if ct.packed_dim == k_axis:  # K is packed: read whole blocks that hold the rows
         blk = np.unique(rows // p.values)
         word_idx = (blk[:, None] * p.words + np.arange(p.words)[None, :]).reshape(-1)
@@ -413,7 +426,7 @@ def _sample_codes(ckpt, module, fit: Fit, g_idx, deep: bool):
         vals = np.take(vals, pos, axis=k_axis)
     else:
         sub = np.take(words, rows, axis=k_axis)
-        vals = unpack(sub, p, axis=ct.packed_dim, length=N) if ct.packed_dim is not None else sub
+        vals = unpack(sub, p, axis=ct.packed_dim, length=cols) if ct.packed_dim is not None else sub
     codes = vals.T if ct.transposed else vals
     return codes, groups_of_rows
 
@@ -433,19 +446,17 @@ def _order_findings(ckpt, module, fit: Fit, codes, rows_groups, err, stats) -> l
             op = other.packing(b)
             if (op.values, op.words) == (base.values, base.words):
                 orders.add(op.order)
-    n_g = spec.dims_env(fit.K, fit.N, fit.G, b)["n_g"]
+    n_g = _shape_facts(spec, fit.K, fit.N, fit.G, b)[0]["n_g"]
     groups = np.unique(rows_groups)
-    medians = np.empty((groups.size, codes.shape[1]))
-    for i, g in enumerate(groups):  # loop over sampled groups (<= 16 by default), vectorised over columns
-        medians[i] = np.median(codes[rows_groups == g], axis=0)
+    cols = codes.shape[1]
+    medians = _group_medians(codes, rows_groups, groups, b)
     agreement = {}
     for order in orders:
         p = Packing(base.bits, base.values, base.words, order)
-        z = unpack(np.asarray(words), p, axis=zt.packed_dim, length=n_g if zt.dims[zt.packed_dim] == "n_g" else fit.N)
-        z = (z.T if zt.transposed else z).astype(np.int64) - spec.zero_offset
-        agreement[order] = float(np.mean(np.abs(medians - z[groups]) <= 1) * 100)
+        z = _sampled_zero_fields(words, zt, p, groups, cols, n_g).astype(np.int64) - spec.zero_offset
+        agreement[order] = float(np.mean(np.abs(medians - z) <= 1) * 100)
     stored = agreement[base.order]
-    stats[module.prefix] = {"median_at_zero_pct": round(stored, 2), "groups_sampled": int(groups.size)}
+    stats[module.prefix] = {"median_at_zero_pct": round(stored, 2), "groups_sampled": int(groups.size), "columns_sampled": int(cols)}
     best_order, best = max(agreement.items(), key=lambda kv: kv[1])
     if best_order != base.order and best >= stored + ORDER_MARGIN and len(np.unique(z)) > 1:
         name = {o: s.name for s in all_specs().values() for bb in s.bits for o in [s.packing(bb).order] if bb == b}
@@ -459,6 +470,94 @@ def _order_findings(ckpt, module, fit: Fit, codes, rows_groups, err, stats) -> l
 
 
 # ---- --deep: decode -> encode must give back the stored bytes ------------------------------------------------
+
+def _order_sample(modules: dict[str, QuantModule]) -> set[str]:
+    """Prefixes of the modules whose pack order the default check samples: all of them, except that of more than
+    SAMPLE_MODULES_PER_SHAPE modules with one layout and shape, that many evenly spread ones."""
+    by_shape: dict[tuple, list[str]] = {}
+    for m in modules.values():
+        if m.chosen is not None:
+            f = m.chosen
+            by_shape.setdefault((f.spec.name, f.bits, f.K, f.N, f.G), []).append(m.prefix)
+    out: set[str] = set()
+    for prefixes in by_shape.values():
+        if len(prefixes) > SAMPLE_MODULES_PER_SHAPE:
+            prefixes = [prefixes[i] for i in np.unique(np.linspace(0, len(prefixes) - 1, SAMPLE_MODULES_PER_SHAPE).astype(int))]
+        out.update(prefixes)
+    return out
+
+
+def _sampled_columns(N: int, rows: int, align: int) -> int:
+    """How many leading output columns of `rows` sampled rows fit in SAMPLE_CODES (whole packed words, >= one word)."""
+    if rows * N <= SAMPLE_CODES:
+        return N
+    return min(N, max(align, SAMPLE_CODES // max(rows, 1) // align * align))
+
+
+def _group_medians(codes: np.ndarray, rows_groups: np.ndarray, groups: np.ndarray, bits: int) -> np.ndarray:
+    """np.median over the rows of each (group, column) cell, exactly, from one histogram of the small integer codes
+    (a bincount instead of a partition per group: the two middle values are where the cumulative count crosses)."""
+    levels = max(1 << bits, int(codes.max()) + 1 if codes.size else 1)
+    cols = codes.shape[1]
+    cell = np.searchsorted(groups, rows_groups).astype(np.int64)[:, None] * cols + np.arange(cols, dtype=np.int64)[None, :]
+    hist = np.bincount((cell * levels + codes).ravel(), minlength=groups.size * cols * levels).reshape(groups.size, cols, levels)
+    cum = np.cumsum(hist, axis=2)
+    n = cum[:, :, -1:]  # rows in the cell
+    lo = np.count_nonzero(cum < (n + 1) // 2, axis=2)  # value at sorted index (n - 1) // 2
+    hi = np.count_nonzero(cum < n // 2 + 1, axis=2)  # value at sorted index n // 2
+    return (lo + hi) / 2
+
+
+def _sampled_zero_fields(words: np.ndarray, zt, p: Packing, groups: np.ndarray, cols: int, n_g: int) -> np.ndarray:
+    """Zero fields [groups, cols] read in field order `p`, unpacking only the sampled groups over the leading columns."""
+    w = np.asarray(words)
+    g_axis, n_axis = zt.dims.index("n_g"), zt.dims.index("N")
+    if zt.packed_dim == n_axis:
+        w = np.take(w, groups, axis=g_axis)
+        w = w[(slice(None),) * n_axis + (slice(0, -(-cols // p.values) * p.words),)]
+        z = unpack(w, p, axis=n_axis, length=cols)
+        return z.T if zt.transposed else z
+    z = unpack(w, p, axis=zt.packed_dim, length=n_g)
+    return (z.T if zt.transposed else z)[groups, :cols]
+
+
+_SHAPE_FACTS: dict[tuple, tuple[dict, list]] = {}
+
+
+def _shape_facts(spec: LayoutSpec, K: int, N: int, G: int, b: int) -> tuple[dict, list]:
+    """(dims_env, invariants broken) of one layout and shape, evaluated once: a 100k-tensor checkpoint has a few
+    shapes but tens of thousands of modules. Callers must not modify the returned env."""
+    key = (spec.name, spec.invariants, K, N, G, b)
+    facts = _SHAPE_FACTS.get(key)
+    if facts is None:
+        env = spec.dims_env(K, N, G, b)
+        failed = []
+        for inv in spec.invariants:
+            try:
+                holds = bool(evaluate(inv.expr, env))
+            except Exception:  # noqa: BLE001 - a spec formula that cannot be evaluated here is itself reported
+                holds = False
+            if not holds:
+                failed.append(inv)
+        if len(_SHAPE_FACTS) > 4096:
+            _SHAPE_FACTS.clear()
+        facts = _SHAPE_FACTS[key] = (env, failed)
+    return facts
+
+
+# positive finite floats are exactly the raw bit patterns 1 .. largest finite (sign 0, exponent not all ones, not 0)
+_POSITIVE_FINITE = {"F16": (np.uint16, 0x7BFF), "BF16": (np.uint16, 0x7F7F), "F32": (np.uint32, 0x7F7FFFFF)}
+
+
+def _all_positive_finite(values: np.ndarray, name: str) -> bool:
+    """One min and one max over the raw bits of the memmap (no temporaries): the common clean case costs two
+    streaming passes; only a tensor that fails gets the per-rule masks."""
+    if name not in _POSITIVE_FINITE:
+        return False
+    udt, top = _POSITIVE_FINITE[name]
+    raw = np.asarray(values).view(udt)
+    return raw.size == 0 or (int(raw.min()) >= 1 and int(raw.max()) <= top)
+
 
 def _roundtrip_findings(ckpt, module, fit: Fit, err) -> list[Finding]:
     """Decode the whole module to its logical form and encode it again in the same layout. The packed fields

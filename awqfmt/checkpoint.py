@@ -152,12 +152,16 @@ def _open_index(ckpt: Checkpoint, index_path: Path, others: list[Path] = ()) -> 
         bad("index.duplicate-key", f"weight_map lists {dup!r} more than once (JSON readers keep only the last)",
             "regenerate the index", tensor=dup)
     wanted: dict[str, list[str]] = {}
+    verdicts: dict[str, bool] = {}  # 100k tensors name a few shards: judge each shard name once
     for tensor, shard in weight_map.items():
         if not isinstance(shard, str):
             bad("index.malformed", f"weight_map sends {tensor!r} to a {type(shard).__name__}, not a file name",
                 "weight_map values must be shard file names", tensor=tensor)
             continue
-        if not _safe_shard_name(shard):
+        safe = verdicts.get(shard)
+        if safe is None:
+            safe = verdicts[shard] = _safe_shard_name(shard)
+        if not safe:
             bad("index.bad-path", f"weight_map sends {tensor!r} to {str(shard)[:100]!r}, which is not a plain file name in the checkpoint directory",
                 "shard names must not be absolute or contain '/', '\\\\' or '..'; awqfmt did not open it", tensor=tensor)
             continue

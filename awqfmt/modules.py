@@ -51,7 +51,10 @@ def group_modules(ckpt: Checkpoint) -> tuple[dict[str, QuantModule], list[str]]:
     for name in ckpt.locations:
         prefix, _, short = name.rpartition(".")
         if short in known and prefix:
-            modules.setdefault(prefix, QuantModule(prefix)).tensors[short] = name
+            module = modules.get(prefix)
+            if module is None:  # (not setdefault: that builds a QuantModule per tensor)
+                module = modules[prefix] = QuantModule(prefix)
+            module.tensors[short] = name
         else:
             rest.append(name)
     unquantized = []
@@ -86,7 +89,7 @@ def fit_module(ckpt: Checkpoint, module: QuantModule, cfg_bits: int | None, cfg_
         for bits in ([cfg_bits] if cfg_bits in spec.bits else spec.bits):
             try:
                 K, N = infer_dims(spec, view, bits)  # type: ignore[arg-type]
-            except (SpecError, IndexError, KeyError, ValueError, ZeroDivisionError):
+            except (SpecError, IndexError, KeyError, ValueError, ArithmeticError):  # values of a hostile weight_shape (inf, NaN)
                 continue
             if K <= 0 or N <= 0:
                 continue

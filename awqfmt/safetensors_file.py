@@ -56,14 +56,18 @@ class _DuplicateKeys(dict):
 
 
 def _pairs_hook(pairs):
-    out = _DuplicateKeys()
-    dups = []
-    for k, v in pairs:
-        if k in out:
-            dups.append(k)
-        out[k] = v
-    out.duplicates = dups
+    out = _DuplicateKeys(pairs)  # built in C: a 100k-tensor header calls this once per entry
+    out.duplicates = [] if len(out) == len(pairs) else _repeated_keys(pairs)
     return out
+
+
+def _repeated_keys(pairs) -> list:
+    seen, dups = set(), []
+    for k, _ in pairs:
+        if k in seen:
+            dups.append(k)
+        seen.add(k)
+    return dups
 
 
 def loads_checked(text: str):
@@ -159,7 +163,7 @@ class SafetensorsFile:
         self.entries = {e.name: e for e in entries}
 
     def _parse_entry(self, name: str, e, spans: list) -> TensorEntry | None:
-        if not isinstance(e, dict) or not {"dtype", "shape", "data_offsets"} <= set(e):
+        if not isinstance(e, dict) or "dtype" not in e or "shape" not in e or "data_offsets" not in e:
             self._err("tensor.entry-malformed", "header entry must be an object with dtype, shape and data_offsets", "re-export the file", tensor=name)
             return None
         if getattr(e, "duplicates", None):
@@ -167,7 +171,7 @@ class SafetensorsFile:
                       "the header is corrupt or hostile: re-export the file", tensor=name)
             return None
         dtype, shape, offs = e["dtype"], e["shape"], e["data_offsets"]
-        if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int and o >= 0 for o in offs)):
+        if not (type(offs) is list and len(offs) == 2 and type(offs[0]) is int and type(offs[1]) is int and offs[0] >= 0 and offs[1] >= 0):
             self._err("tensor.entry-malformed", f"data_offsets {str(offs)[:80]} must be two non-negative integers", "re-export the file", tensor=name)
             return None
         begin, end = offs
