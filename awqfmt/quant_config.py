@@ -19,6 +19,7 @@ from .spec import LayoutSpec, all_specs, config_fields
 
 CONFIG_FILES = ("config.json", "quantize_config.json", "quant_config.json")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
+MAX_GROUP_SIZE = 1 << 31  # far beyond any in_features; keeps index arithmetic inside int64
 
 
 @dataclass
@@ -119,8 +120,9 @@ def _normalise(raw: dict, fname: str, findings: list[Finding], invalid: set[str]
                 findings.append(error("config.bad-value", f"{key} = {json.dumps(value)} is not one of {allowed}",
                                       hint="fix the config value", file=fname))
                 break
-            if fname_norm == "group_size" and value is not None and not (value == -1 or value > 0):
-                findings.append(error("config.bad-value", f"{key} = {value}; must be -1 (one group) or > 0", hint="fix the config value", file=fname))
+            if fname_norm == "group_size" and value is not None and not (value == -1 or 0 < value <= MAX_GROUP_SIZE):
+                findings.append(error("config.bad-value", f"{key} = {str(value)[:40]}; must be -1 (one group) or in 1..{MAX_GROUP_SIZE}",
+                                      hint="fix the config value", file=fname))
                 break
             out[fname_norm] = v_cmp if fname_norm in ("quant_method", "version", "checkpoint_format", "format") else value
             invalid.discard(fname_norm)

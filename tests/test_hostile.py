@@ -372,6 +372,8 @@ def awq(tmp_path):
     ("group_size", float("inf"), "config.bad-value"),
     ("group_size", 0, "config.bad-value"),
     ("group_size", -7, "config.bad-value"),
+    ("group_size", 2 ** 63, "config.bad-value"),
+    ("group_size", 10 ** 40, "config.bad-value"),
     ("group_size", [64], "config.bad-type"),
     ("zero_point", "true", "config.bad-type"),
     ("modules_to_not_convert", "lm_head", "config.bad-type"),
@@ -537,3 +539,25 @@ def test_no_traceback_from_the_real_command(tmp_path, blob):
         proc = run_awqfmt(["check", str(path), *extra])
         assert proc.returncode == 1, proc.stderr
         assert "Traceback" not in proc.stderr + proc.stdout
+
+
+# ---- hostile tensor values (found by fuzzing) ------------------------------------------------------------
+
+@pytest.mark.parametrize("values, dtype", [([np.inf, 256], "F32"), ([np.nan, 256], "F32"), ([2 ** 63 - 1, 2 ** 62], "I64"),
+                                            ([-128, 256], "I64"), ([], "I64")])
+def test_compressed_tensors_weight_shape_with_hostile_values(tmp_path, values, dtype):
+    d = copy_fixture(REAL_CHECKPOINTS["ct_from_awq_tiny"][0], tmp_path / "ct")
+    name = "model.layers.0.self_attn.k_proj.weight_shape"
+    from craft import edit_model
+    edit_model(d, lambda r: r.set(name, np.array(values, dtype=np.float32 if dtype == "F32" else np.int64), dtype))
+    status, doc = check_cli(d)
+    assert status == 1 and ({"module.shape", "module.dtype"} & codes(doc, "error"))
+    assert all(f["module"] == "model.layers.0.self_attn.k_proj" for f in doc["findings"] if f["severity"] == "error")
+
+
+def test_config_group_size_beyond_k_is_one_group_and_fast(tmp_path):
+    d = copy_fixture(REAL_CHECKPOINTS["gptq_b8_gall_sym"][0], tmp_path / "g")
+    for file in ("config.json", "quantize_config.json"):
+        edit_config(d, lambda q: q.update(group_size=2 ** 30), file=file)
+    status, doc = check_cli(d, "--deep")
+    assert status == 0 and not codes(doc, "error") and doc["layout"]["group_size"] == 2 ** 30
