@@ -90,16 +90,21 @@ def _events_time(launch: Callable[[], None], samples: int, per_sample: int) -> l
 
 
 def time_cupy(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5) -> dict:
-    """Median ms per call of fns (called round-robin). Graph capture of GRAPH_LEN calls when possible."""
+    """Median ms per call of fns (called round-robin), from CUDA-graph replays of GRAPH_LEN calls: captured by
+    CuPy if it can, else by torch (CuPy work issued on torch's capture stream), else plain event-timed calls
+    (`graph` says which; the plain way includes launch gaps for kernels shorter than their Python launch)."""
     cp = _cp()
     stream = cp.cuda.Stream(non_blocking=True)
     n = len(fns)
+    samples = max(3, math.ceil(reps / GRAPH_LEN))
     with stream:
         for i in range(max(warmup, n)):
             fns[i % n]()
         stream.synchronize()
-        samples = max(3, math.ceil(reps / GRAPH_LEN))
-        try:
+    errors = []
+    # 1. CuPy stream capture
+    try:
+        with stream:
             stream.begin_capture()
             try:
                 for i in range(GRAPH_LEN):
@@ -108,20 +113,53 @@ def time_cupy(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5
                 graph = stream.end_capture()
             graph.launch(stream)
             stream.synchronize()
-            times = _events_time(lambda: graph.launch(stream), samples, 1)
-            times = [t / GRAPH_LEN for t in times]
-            used_graph = True
-        except Exception:
+            times = [t / GRAPH_LEN for t in _events_time(lambda: graph.launch(stream), samples, 1)]
+        return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": "cupy"}
+    except Exception as exc:
+        errors.append(f"cupy capture: {type(exc).__name__}: {str(exc)[:160]}")
+        try:
             cp.cuda.Device().synchronize()
-            counter = [0]
+        except Exception:
+            pass
+    # 2. torch graph capture of the same CuPy calls
+    try:
+        import torch
 
-            def step():
-                fns[counter[0] % n]()
-                counter[0] += 1
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, capture_error_mode="relaxed"):
+            ext = cp.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)
+            with ext:
+                for i in range(GRAPH_LEN):
+                    fns[i % n]()
+        g.replay()
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(samples):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            g.replay()
+            b.record()
+            b.synchronize()
+            times.append(a.elapsed_time(b) / GRAPH_LEN)
+        return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": "torch",
+                "capture_errors": errors}
+    except Exception as exc:
+        errors.append(f"torch capture: {type(exc).__name__}: {str(exc)[:160]}")
+        try:
+            cp.cuda.Device().synchronize()
+        except Exception:
+            pass
+    # 3. plain launches timed with events
+    with stream:
+        counter = [0]
 
-            times = _events_time(step, samples, GRAPH_LEN)
-            used_graph = False
-    return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": used_graph}
+        def step():
+            fns[counter[0] % n]()
+            counter[0] += 1
+
+        times = _events_time(step, samples, GRAPH_LEN)
+    return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": False,
+            "capture_errors": errors}
 
 
 def time_torch(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5) -> dict:
@@ -269,7 +307,9 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
             cublas_fns = [lambda W=W: cp.matmul(x, W, out=y) for W in Ws]
             c = time_cupy(cublas_fns, reps)
             row["cublas_cupy_ms"] = c["ms"]
-            row["graph"] = c["graph"]
+            row["graph"] = {"cublas_cupy": c["graph"]}
+            if c.get("capture_errors"):
+                row["capture_errors"] = c["capture_errors"]
             row["cublas_torch_ms"] = None
             if torch is not None:
                 try:
@@ -294,7 +334,9 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
                 t = time_cupy([lambda p=p, v=v: gemm_packed(VARIANTS[v][0], p, x, group_size=group_size, out=y)
                                for p in preps[v]], reps)
                 row[f"{v}_ms"] = t["ms"]
-                row["graph"] = row["graph"] and t["graph"]
+                row["graph"][v] = t["graph"]
+                if t.get("capture_errors") and "capture_errors" not in row:
+                    row["capture_errors"] = t["capture_errors"]
             # the baseline again, after ours (clock and temperature drift): keep the faster of the two
             row["cublas_cupy_ms"] = min(row["cublas_cupy_ms"], time_cupy(cublas_fns, reps)["ms"])
             row["cublas_ms"] = min(t for t in (row["cublas_cupy_ms"], row["cublas_torch_ms"]) if t is not None)

@@ -287,7 +287,8 @@ def candidate_configs(M: int) -> list[dict]:
     if M <= 8:
         return [{"wc": 2, "nt": 1, "pf": 1}, {"wc": 2, "nt": 1, "pf": 0}, {"wc": 1, "nt": 1, "pf": 2, "sm_mult": 4},
                 {"wc": 2, "nt": 1, "pf": 3}, {"wc": 1, "nt": 1, "pf": 4}, {"wc": 4, "nt": 1, "pf": 1, "sm_mult": 1},
-                {"wc": 2, "nt": 1, "pf": 1, "sm_mult": 1}]
+                {"wc": 2, "nt": 1, "pf": 1, "sm_mult": 1}, {"wc": 2, "nt": 1, "pf": 0, "sm_mult": 3},
+                {"wc": 4, "nt": 1, "pf": 3}]
     if M <= 16:
         return [{"wc": 1, "nt": 2, "pf": 1}, {"wc": 2, "nt": 2, "pf": 1, "sm_mult": 1}, {"wc": 1, "nt": 2, "pf": 3},
                 {"wc": 2, "nt": 2, "pf": 3}, {"wc": 1, "nt": 2, "pf": 4}, {"wc": 1, "nt": 2, "pf": 1, "sm_mult": 3}]
@@ -345,6 +346,11 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
             wc //= 2
     if pf >= 3 and K % 8:
         pf = 1  # the cp.async pipeline loads x in 16-byte pieces
+    if pf >= 3:
+        while pf >= 3 and 8 * pf * _stage_bytes(p.gptq, wc, nt) + 8192 * wc * nt + 1024 > 227 * 1024:
+            pf -= 1  # the stages must fit in shared memory next to the reduction buffer
+        if pf < 3:
+            pf = 1
     name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf}>"
     kern = _kernel(_GEMM_SRC, name)
     dyn = 8 * pf * _stage_bytes(p.gptq, wc, nt) if pf >= 3 else 0
