@@ -52,14 +52,17 @@ def fp16x2_pairs(packing: Packing) -> list[tuple[int, int, int, int]] | None:
 
 def render_format(spec: LayoutSpec, bits: int, console: Console) -> None:
     p = spec.packing(bits)
-    title = escape(f"{spec.name}: {bits}-bit fields, {p.values} per {p.words} word(s)" + ("" if p.natural else f", order {list(p.order)}"))
-    table = Table(title=title)
-    for col in ("word", "bits", "field (from LSB)", "holds logical index", "note"):
-        table.add_column(col)
-    for r in field_rows(p):
-        table.add_row(str(r.word), f"{r.bits[0]}-{r.bits[1]}", str(r.position), str(r.logical), r.note)
-    console.print(table)
-    pairs = fp16x2_pairs(p)
+    if not spec.packed:
+        console.print(f"{spec.name}: not packed, one {bits}-bit value per element (no words, no field order)")
+    else:
+        title = escape(f"{spec.name}: {bits}-bit fields, {p.values} per {p.words} word(s)" + ("" if p.natural else f", order {list(p.order)}"))
+        table = Table(title=title)
+        for col in ("word", "bits", "field (from LSB)", "holds logical index", "note"):
+            table.add_column(col)
+        for r in field_rows(p):
+            table.add_row(str(r.word), f"{r.bits[0]}-{r.bits[1]}", str(r.position), str(r.logical), r.note)
+        console.print(table)
+    pairs = fp16x2_pairs(p) if spec.packed else None
     if pairs:
         t2 = Table(title="fp16x2 registers of the lop3 / 0x64006400 conversion (one lop3 per register)")
         for col in ("register", "nibbles (low, high)", "logical columns", "adjacent?"):
