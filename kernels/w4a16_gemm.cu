@@ -6,16 +6,18 @@
 // Work split
 //   block   = 8 warps sharing one column tile of 64*WC output columns and a range of K ("split").
 //   unit    = 32 consecutive k (always inside one quantization group: the host requires G % 32 == 0 or
-//             one group for all of K). Warps of a block take units round-robin.
+//             one group for all of K). Warps of a block take chunks of 2^ch_log consecutive units (inside one
+//             group) round-robin.
 //   thread  = lane (r = lane / 4, c = lane % 4): 8*WC columns (fixed by r) x the 8 k of the unit at
 //             k0 + 8c .. k0 + 8c + 7 (AWQ-style layouts; GPTQ: the one packed word row k0/8 + c).
 //   mma     = D[16 columns, 8 tokens] += A[16 columns, 16 k] * B[16 k, 8 tokens]; the weights are the A
 //             operand, so a row of A is an output column and the 8 tokens of a token tile are mma's N.
 //             The k order inside a unit is permuted freely (weights and activations identically), so the
 //             A fragment's k-pairs are whatever pairs the decoder produces cheaply.
-//   dequant = A holds (q - z) exactly (fp16 of small integers: 1024 + q minus 1024 + z); the scale is
-//             applied once per unit in fp32 to the unit's partial sums, so fp16 and bf16 scales are
-//             handled identically and no precision is lost to an fp16 product.
+//   dequant = A holds 1024 + q straight from the lop3 (x16 for odd nibbles), exact in fp16; a second mma
+//             with A = 1.0 sums x. Once per chunk, in fp32: acc += s * (sum x (1024 + q) - (1024 + z) sum x),
+//             so zero point and scale cost nothing per weight, fp16 and bf16 scales are handled alike,
+//             and no precision is lost to an fp16 product.
 //   loads   = PF 0-2: straight into registers, the next PF units' loads in flight while one computes;
 //             PF 3-4: a per-warp cp.async pipeline of PF stages through shared memory.
 //   reduce  = per block in shared memory (fragment order: no bank conflicts, no atomics); across splits
@@ -54,7 +56,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
              u16* __restrict__ y,              // [M, N] fp16
              float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit)
              u32* __restrict__ counters,       // [gridDim.z * gridDim.x] (zero on entry and exit)
-             int M, int K, int N, int G, int units_per_split)
+             int M, int K, int N, int G, int units_per_split, int ch_log)
 {
     static_assert(WC == 1 || WC == 2 || WC == 4, "WC is 1, 2 or 4");
     static_assert(WC * NT <= 4, "shared staging holds WC * NT <= 4");
@@ -271,7 +273,29 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         for (int nt = 0; nt < NT; ++nt) st.x[nt] = lds_v4(sb + OX + (u32)(nt * 512) + l4 * 16);
     };
 
-    auto compute = [&](const Stage& st) {
+    // Raw tensor-core sums of the current chunk (consecutive units of one group): dacc = sum x * (1024 + q)
+    // (x16 for odd nibbles of the lop3 decoders), xs = sum x per token (an mma with A = 1.0). The zero point
+    // and the scale are applied once per chunk, in fp32: acc += s * (dacc - (1024 + z) * xs).
+    float dacc[TILES][NT][4];
+    float xs[NT][4];
+#pragma unroll
+    for (int t = 0; t < TILES; ++t)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) dacc[t][nt][j] = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) xs[nt][j] = 0.f;
+
+    auto mma = [](float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    };
+
+    auto accumulate = [&](const Stage& st) {
         // B fragments: b[s][nt][0..1] for k16 step s of the unit and token tile nt.
         u32 b[2][NT][2];
 #pragma unroll
@@ -286,31 +310,67 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                 b[0][nt][0] = prmt<0x5410>(xv.x, xv.z); b[0][nt][1] = prmt<0x7632>(xv.x, xv.z);
                 b[1][nt][0] = prmt<0x5410>(xv.y, xv.w); b[1][nt][1] = prmt<0x7632>(xv.y, xv.w);
             }
+            const u32 one = 0x3C003C00u;  // fp16 1.0 in both halves
+            mma(xs[nt], one, one, one, one, b[0][nt][0], b[0][nt][1]);
+            mma(xs[nt], one, one, one, one, b[1][nt][0], b[1][nt][1]);
         }
         if constexpr (!GPTQ) {
 #pragma unroll
             for (int v = 0; v < WC; ++v) {
-                u32 zc[8], hl0[8], hh0[8], hl1[8], hh1[8];
+                u32 hl0[8], hh0[8], hl1[8], hh1[8];
                 if constexpr (LAYOUT == AWQFMT_L_NAT_SHIFT) {
-                    dec_kpair_shift(st.z[v], st.z[v], zc);
                     dec_kpair_shift(st.w[0][v], st.w[1][v], hl0);
                     dec_kpair_shift(st.w[2][v], st.w[3][v], hh0);
                     dec_kpair_shift(st.w[4][v], st.w[5][v], hl1);
                     dec_kpair_shift(st.w[6][v], st.w[7][v], hh1);
                 } else {
-                    dec_kpair_lop3(st.z[v], st.z[v], zc);
                     dec_kpair_lop3(st.w[0][v], st.w[1][v], hl0);
                     dec_kpair_lop3(st.w[2][v], st.w[3][v], hh0);
                     dec_kpair_lop3(st.w[4][v], st.w[5][v], hl1);
                     dec_kpair_lop3(st.w[6][v], st.w[7][v], hh1);
                 }
 #pragma unroll
-                for (int e = 0; e < 8; ++e) {
-                    hl0[e] = hsub2(hl0[e], zc[e]);
-                    hh0[e] = hsub2(hh0[e], zc[e]);
-                    hl1[e] = hsub2(hl1[e], zc[e]);
-                    hh1[e] = hsub2(hh1[e], zc[e]);
+                for (int t = 0; t < 4; ++t)
+#pragma unroll
+                    for (int nt = 0; nt < NT; ++nt) {
+                        float (&d)[4] = dacc[4 * v + t][nt];
+                        mma(d, hl0[2 * t], hl0[2 * t + 1], hh0[2 * t], hh0[2 * t + 1], b[0][nt][0], b[0][nt][1]);
+                        mma(d, hl1[2 * t], hl1[2 * t + 1], hh1[2 * t], hh1[2 * t + 1], b[1][nt][0], b[1][nt][1]);
+                    }
+            }
+        } else {
+#pragma unroll
+            for (int q = 0; q < 2 * WC; ++q) {
+                u32 P[4][4];  // P[i][j]: column i, k-pair j = (8c + j, 8c + j + 4), as 1024 + q
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const u32 wv = st.w[q][i];
+                    P[i][0] = lop3_and_or(wv, 0x000F000Fu, AWQFMT_MAGIC);
+                    P[i][1] = lop3_and_or(wv >> 4, 0x000F000Fu, AWQFMT_MAGIC);
+                    P[i][2] = lop3_and_or(wv >> 8, 0x000F000Fu, AWQFMT_MAGIC);
+                    P[i][3] = lop3_and_or(wv >> 12, 0x000F000Fu, AWQFMT_MAGIC);
                 }
+#pragma unroll
+                for (int t = 0; t < 2; ++t)
+#pragma unroll
+                    for (int nt = 0; nt < NT; ++nt) {
+                        const int iA = 2 * t, iB = 2 * t + 1;
+                        float (&d)[4] = dacc[2 * q + t][nt];
+                        mma(d, P[iA][0], P[iB][0], P[iA][1], P[iB][1], b[0][nt][0], b[0][nt][1]);
+                        mma(d, P[iA][2], P[iB][2], P[iA][3], P[iB][3], b[1][nt][0], b[1][nt][1]);
+                    }
+            }
+        }
+    };
+
+    // End of a chunk: fold zero point and scale of its group into acc, reset the raw sums.
+    auto finish = [&](const Stage& st) {
+        if constexpr (!GPTQ) {
+#pragma unroll
+            for (int v = 0; v < WC; ++v) {
+                u32 zc[8];  // (1024 + z) (x16 for odd nibbles of the lop3 decoders) in both halves
+                if constexpr (LAYOUT == AWQFMT_L_NAT_SHIFT) dec_kpair_shift(st.z[v], st.z[v], zc);
+                else dec_kpair_lop3(st.z[v], st.z[v], zc);
 #pragma unroll
                 for (int t = 0; t < 4; ++t) {
                     // rows of this tile: nibble 2t (A row r) and nibble 2t+1 (A row r+8)
@@ -318,22 +378,16 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                     const u32 swA = st.s[4 * v + (cA >> 1)], swB = st.s[4 * v + (cB >> 1)];
                     const float sA = scale_f<BF16>((u16)((cA & 1) ? (swA >> 16) : (swA & 0xFFFFu)));
                     const float sB = scale_f<BF16>((u16)((cB & 1) ? (swB >> 16) : (swB & 0xFFFFu))) * ODD_SCALE;
+                    const float zA = h2f_lo(zc[2 * t]), zB = h2f_lo(zc[2 * t + 1]);
 #pragma unroll
                     for (int nt = 0; nt < NT; ++nt) {
-                        float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
-                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                            : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
-                            : "r"(hl0[2 * t]), "r"(hl0[2 * t + 1]), "r"(hh0[2 * t]), "r"(hh0[2 * t + 1]),
-                              "r"(b[0][nt][0]), "r"(b[0][nt][1]));
-                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                            : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
-                            : "r"(hl1[2 * t]), "r"(hl1[2 * t + 1]), "r"(hh1[2 * t]), "r"(hh1[2 * t + 1]),
-                              "r"(b[1][nt][0]), "r"(b[1][nt][1]));
-                        const int ti = 4 * v + t;
-                        acc[ti][nt][0] += sA * d0;
-                        acc[ti][nt][1] += sA * d1;
-                        acc[ti][nt][2] += sB * d2;
-                        acc[ti][nt][3] += sB * d3;
+                        float (&d)[4] = dacc[4 * v + t][nt];
+                        float (&a)[4] = acc[4 * v + t][nt];
+                        a[0] += sA * (d[0] - zA * xs[nt][0]);
+                        a[1] += sA * (d[1] - zA * xs[nt][1]);
+                        a[2] += sB * (d[2] - zB * xs[nt][0]);
+                        a[3] += sB * (d[3] - zB * xs[nt][1]);
+                        d[0] = d[1] = d[2] = d[3] = 0.f;
                     }
                 }
             }
@@ -341,84 +395,81 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 #pragma unroll
             for (int q = 0; q < 2 * WC; ++q) {
                 const int zsh = 16 * (r & 1);  // 4 columns start at nibble 4 * (r & 1) of their zeros word
-                u32 P[4][4];  // P[i][j]: column i, k-pair j = (8c + j, 8c + j + 4), minus zero
+                float zf[4], s4[4];
 #pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    const u32 z = ((st.z[q] >> (zsh + 4 * i)) & 0xFu) + ZOFF;
-                    const u32 zc = (0x6400u + z) * 0x00010001u;
-                    const u32 wv = st.w[q][i];
-                    P[i][0] = hsub2(lop3_and_or(wv, 0x000F000Fu, AWQFMT_MAGIC), zc);
-                    P[i][1] = hsub2(lop3_and_or(wv >> 4, 0x000F000Fu, AWQFMT_MAGIC), zc);
-                    P[i][2] = hsub2(lop3_and_or(wv >> 8, 0x000F000Fu, AWQFMT_MAGIC), zc);
-                    P[i][3] = hsub2(lop3_and_or(wv >> 12, 0x000F000Fu, AWQFMT_MAGIC), zc);
-                }
-                float s4[4];
+                for (int i = 0; i < 4; ++i) zf[i] = (float)(1024u + ((st.z[q] >> (zsh + 4 * i)) & 0xFu) + ZOFF);
                 s4[0] = scale_f<BF16>((u16)(st.s[2 * q] & 0xFFFFu));
                 s4[1] = scale_f<BF16>((u16)(st.s[2 * q] >> 16));
                 s4[2] = scale_f<BF16>((u16)(st.s[2 * q + 1] & 0xFFFFu));
                 s4[3] = scale_f<BF16>((u16)(st.s[2 * q + 1] >> 16));
 #pragma unroll
-                for (int t = 0; t < 2; ++t) {
-                    const int iA = 2 * t, iB = 2 * t + 1;
+                for (int t = 0; t < 2; ++t)
 #pragma unroll
                     for (int nt = 0; nt < NT; ++nt) {
-                        float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
-                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                            : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
-                            : "r"(P[iA][0]), "r"(P[iB][0]), "r"(P[iA][1]), "r"(P[iB][1]),
-                              "r"(b[0][nt][0]), "r"(b[0][nt][1]));
-                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                            : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
-                            : "r"(P[iA][2]), "r"(P[iB][2]), "r"(P[iA][3]), "r"(P[iB][3]),
-                              "r"(b[1][nt][0]), "r"(b[1][nt][1]));
-                        const int ti = 2 * q + t;
-                        acc[ti][nt][0] += s4[iA] * d0;
-                        acc[ti][nt][1] += s4[iA] * d1;
-                        acc[ti][nt][2] += s4[iB] * d2;
-                        acc[ti][nt][3] += s4[iB] * d3;
+                        const int iA = 2 * t, iB = 2 * t + 1;
+                        float (&d)[4] = dacc[2 * q + t][nt];
+                        float (&a)[4] = acc[2 * q + t][nt];
+                        a[0] += s4[iA] * (d[0] - zf[iA] * xs[nt][0]);
+                        a[1] += s4[iA] * (d[1] - zf[iA] * xs[nt][1]);
+                        a[2] += s4[iB] * (d[2] - zf[iB] * xs[nt][0]);
+                        a[3] += s4[iB] * (d[3] - zf[iB] * xs[nt][1]);
+                        d[0] = d[1] = d[2] = d[3] = 0.f;
                     }
-                }
             }
         }
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) xs[nt][j] = 0.f;
     };
 
-    // ---- main loop: warps take units round-robin. PF = 1, 2: the loads of the next one or two units are in
-    // flight (registers) while this one computes; PF >= 3: a cp.async pipeline of PF stages per warp.
+    // ---- main loop. Warp w takes chunks w, w + 8, w + 16, ... of CH = 1 << ch_log consecutive units (inside
+    // one group); unit i of the warp is unit_of(i). PF = 1, 2: the next one or two units' loads are in flight
+    // (registers) while one computes; PF >= 3: a cp.async pipeline of PF stages per warp.
+    const int CH = 1 << ch_log;
+    auto unit_of = [&](int i) { return u_begin + ((warp + 8 * (i >> ch_log)) << ch_log) + (i & (CH - 1)); };
+    auto step = [&](int i, int u, const Stage& st) {
+        accumulate(st);
+        if ((i & (CH - 1)) == CH - 1 || u + 1 >= u_end) finish(st);
+    };
     if constexpr (ASYNC) {
-        int u = u_begin + warp;
 #pragma unroll
         for (int s = 0; s < STAGES - 1; ++s) {
-            if (u + 8 * s < u_end) load_async(u + 8 * s, stage_base + (u32)(s * STAGE_BYTES));
+            const int us = unit_of(s);
+            if (us < u_end) load_async(us, stage_base + (u32)(s * STAGE_BYTES));
             cp_async_commit();
         }
-        for (int j = 0; u < u_end; ++j, u += 8) {
-            const int un = u + 8 * (STAGES - 1);
-            if (un < u_end) load_async(un, stage_base + (u32)(((j + STAGES - 1) % STAGES) * STAGE_BYTES));
+        for (int i = 0;; ++i) {
+            const int u = unit_of(i);
+            if (u >= u_end) break;
+            const int un = unit_of(i + STAGES - 1);
+            if (un < u_end) load_async(un, stage_base + (u32)(((i + STAGES - 1) % STAGES) * STAGE_BYTES));
             cp_async_commit();
             cp_async_wait<STAGES - 1>();
             Stage st;
-            read_stage(stage_base + (u32)((j % STAGES) * STAGE_BYTES), st);
-            compute(st);
+            read_stage(stage_base + (u32)((i % STAGES) * STAGE_BYTES), st);
+            step(i, u, st);
         }
         cp_async_wait<0>();
     } else {
         Stage cur, n1, n2;
-        int u = u_begin + warp;
         if constexpr (PF >= 1) {
-            if (u < u_end) load(u, cur);
+            if (unit_of(0) < u_end) load(unit_of(0), cur);
         }
         if constexpr (PF >= 2) {
-            if (u + 8 < u_end) load(u + 8, n1);
+            if (unit_of(1) < u_end) load(unit_of(1), n1);
         }
-        for (; u < u_end; u += 8) {
+        for (int i = 0;; ++i) {
+            const int u = unit_of(i);
+            if (u >= u_end) break;
             if constexpr (PF == 0) {
                 load(u, cur);
             } else if constexpr (PF == 1) {
-                if (u + 8 < u_end) load(u + 8, n1);
+                if (unit_of(i + 1) < u_end) load(unit_of(i + 1), n1);
             } else {
-                if (u + 16 < u_end) load(u + 16, n2);
+                if (unit_of(i + 2) < u_end) load(unit_of(i + 2), n2);
             }
-            compute(cur);
+            step(i, u, cur);
             if constexpr (PF >= 1) cur = n1;
             if constexpr (PF >= 2) n1 = n2;
         }
@@ -505,16 +556,16 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 // bodies; at run time NVRTC instantiates only what is launched.
 #define AWQFMT_INSTA(L, WC, NT, BF, Z)                                                                       \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 3>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, int, int);   \
+                                                            u16*, float*, u32*, int, int, int, int, int, int);   \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 4>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, int, int);
+                                                            u16*, float*, u32*, int, int, int, int, int, int);
 #define AWQFMT_INST(L, WC, NT, BF, Z)                                                                        \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, int, int);   \
+                                                            u16*, float*, u32*, int, int, int, int, int, int);   \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 2>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, int, int);   \
+                                                            u16*, float*, u32*, int, int, int, int, int, int);   \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 0>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, int, int);
+                                                            u16*, float*, u32*, int, int, int, int, int, int);
 AWQFMT_INST(0, 4, 1, 0, 0)
 AWQFMT_INSTA(0, 2, 1, 0, 0)
 AWQFMT_INSTA(0, 1, 2, 0, 0)

@@ -285,23 +285,24 @@ def candidate_configs(M: int) -> list[dict]:
     """Skinny-kernel configurations worth timing for M tokens (tile width wc, token tiles nt, pipeline pf,
     blocks to aim for as a multiple of the SM count)."""
     if M <= 8:
-        return [{"wc": 2, "nt": 1, "pf": 1}, {"wc": 2, "nt": 1, "pf": 0}, {"wc": 1, "nt": 1, "pf": 2, "sm_mult": 4},
-                {"wc": 2, "nt": 1, "pf": 3}, {"wc": 1, "nt": 1, "pf": 4}, {"wc": 4, "nt": 1, "pf": 1, "sm_mult": 1},
-                {"wc": 2, "nt": 1, "pf": 1, "sm_mult": 1}, {"wc": 2, "nt": 1, "pf": 0, "sm_mult": 3},
-                {"wc": 4, "nt": 1, "pf": 3}]
+        return [{"wc": 2, "nt": 1, "pf": 3}, {"wc": 2, "nt": 1, "pf": 4}, {"wc": 1, "nt": 1, "pf": 3},
+                {"wc": 1, "nt": 1, "pf": 4}, {"wc": 4, "nt": 1, "pf": 3}, {"wc": 2, "nt": 1, "pf": 0},
+                {"wc": 2, "nt": 1, "pf": 3, "sm_mult": 1}, {"wc": 1, "nt": 1, "pf": 0, "sm_mult": 4},
+                {"wc": 1, "nt": 1, "pf": 1, "sm_mult": 3}]
     if M <= 16:
-        return [{"wc": 1, "nt": 2, "pf": 1}, {"wc": 2, "nt": 2, "pf": 1, "sm_mult": 1}, {"wc": 1, "nt": 2, "pf": 3},
-                {"wc": 2, "nt": 2, "pf": 3}, {"wc": 1, "nt": 2, "pf": 4}, {"wc": 1, "nt": 2, "pf": 1, "sm_mult": 3}]
-    return [{"wc": 1, "nt": 4, "pf": 1}, {"wc": 1, "nt": 4, "pf": 3}, {"wc": 2, "nt": 2, "pf": 1},
-            {"wc": 1, "nt": 2, "pf": 1}]
+        return [{"wc": 1, "nt": 2, "pf": 3}, {"wc": 1, "nt": 2, "pf": 4}, {"wc": 2, "nt": 2, "pf": 3},
+                {"wc": 2, "nt": 2, "pf": 3, "sm_mult": 1}, {"wc": 1, "nt": 2, "pf": 0},
+                {"wc": 2, "nt": 2, "pf": 0, "sm_mult": 1}]
+    return [{"wc": 1, "nt": 4, "pf": 3}, {"wc": 1, "nt": 4, "pf": 0}, {"wc": 2, "nt": 2, "pf": 3},
+            {"wc": 1, "nt": 2, "pf": 3}]
 
 
 def _default_config(M: int) -> dict:
     if M <= 8:
-        return {"wc": 2, "nt": 1, "pf": 1}
+        return {"wc": 2, "nt": 1, "pf": 3}
     if M <= 16:
-        return {"wc": 1, "nt": 2, "pf": 1}
-    return {"wc": 1, "nt": 4, "pf": 1}
+        return {"wc": 1, "nt": 2, "pf": 3}
+    return {"wc": 1, "nt": 4, "pf": 3}
 
 
 def _check(check: bool) -> None:
@@ -364,19 +365,24 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     col_tiles = -(-N // (64 * wc))
     tok_tiles = -(-M // (8 * nt))
     target = cfg.get("target_blocks") or _sm_count() * _blocks_per_sm(kern, smem=dyn)
+    # chunks of CH consecutive units share one zero/scale application; they must not cross a group
+    upg = p.G // 32 if p.G % 32 == 0 else 0
+    ch_log = 2 if (p.G == K or upg % 4 == 0) else 1 if upg % 2 == 0 else 0
+    CH = 1 << ch_log
     splits = max(1, min(int(round(target / (col_tiles * tok_tiles))), -(-n_units // 8)))
-    ups = -(-n_units // splits)
+    ups = -(-(-(-n_units // splits)) // CH) * CH
     splits = -(-n_units // ups)
     if tok_tiles > 65535 or splits > 65535:
         raise GemmError(f"M={M} too large for the skinny kernel")
     ws, ct = _workspace(M * N, col_tiles * tok_tiles)
-    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.G), np.int32(ups))
+    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.G), np.int32(ups),
+            np.int32(ch_log))
     grid = (col_tiles, splits, tok_tiles)
     try:
         kern(grid, (256,), args, shared_mem=dyn)
     except Exception as exc:
         raise GemmError(f"launching {name} failed: {exc}") from exc
-    return {"kernel": name, "grid": grid, "units_per_split": ups, "shared_mem": dyn}
+    return {"kernel": name, "grid": grid, "units_per_split": ups, "chunk_units": CH, "shared_mem": dyn}
 
 
 def _run_dequant(p: _Prepared, W) -> str:
