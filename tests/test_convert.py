@@ -261,7 +261,7 @@ def test_scale_dtype_widening_is_exact_and_verified(tmp_path):
 
 
 def test_verify_reports_a_difference_and_leaves_no_dst(tmp_path, monkeypatch):
-    import awqfmt.convert as C
+    import awqfmt.convert_engine as C
 
     real = C.repack_tensor
 

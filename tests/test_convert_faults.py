@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import awqfmt.convert as C
+import awqfmt.convert_engine as C
 import awqfmt.writer as W
 from awqfmt.convert import ConvertRefused, convert
 
