@@ -47,7 +47,7 @@ __device__ __forceinline__ constexpr int col_nib(int col) {
 
 }  // namespace awqfmt
 
-template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF>
+template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF, int CHK>
 __global__ void __launch_bounds__(256, (WC * NT <= 2) ? 2 : 1)
 w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
              const u32* __restrict__ qw,       // AWQ-like: [K, N/8]; GPTQ: [K/8, N]
@@ -276,10 +276,11 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     // Raw tensor-core sums of the current chunk (consecutive units of one group): dacc = sum x * (1024 + q)
     // (x16 for odd nibbles of the lop3 decoders), xs = sum x per token (an mma with A = 1.0). The zero point
     // and the scale are applied once per chunk, in fp32: acc += s * (dacc - (1024 + z) * xs).
-    float dacc[TILES][NT][4];
+    constexpr int DT = CHK ? TILES : 1;
+    float dacc[DT][NT][4];
     float xs[NT][4];
 #pragma unroll
-    for (int t = 0; t < TILES; ++t)
+    for (int t = 0; t < DT; ++t)
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
@@ -296,6 +297,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     };
 
     auto accumulate = [&](const Stage& st) {
+      if constexpr (CHK) {
         // B fragments: b[s][nt][0..1] for k16 step s of the unit and token tile nt.
         u32 b[2][NT][2];
 #pragma unroll
@@ -361,10 +363,12 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                     }
             }
         }
+      }
     };
 
     // End of a chunk: fold zero point and scale of its group into acc, reset the raw sums.
     auto finish = [&](const Stage& st) {
+      if constexpr (CHK) {
         if constexpr (!GPTQ) {
 #pragma unroll
             for (int v = 0; v < WC; ++v) {
@@ -421,6 +425,119 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
             for (int j = 0; j < 4; ++j) xs[nt][j] = 0.f;
+      }
+    };
+
+    // Per-unit variant (CHK = 0): A = (1024 + q) - (1024 + z) exactly (hsub2), scale per unit in fp32.
+    auto compute_unit = [&](const Stage& st) {
+        // B fragments: b[s][nt][0..1] for k16 step s of the unit and token tile nt.
+        u32 b[2][NT][2];
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+            const uint4 xv = st.x[nt];
+            if constexpr (!GPTQ) {
+                // rows (8c+0, 8c+1) | (8c+2, 8c+3) for step 0; (8c+4, 8c+5) | (8c+6, 8c+7) for step 1
+                b[0][nt][0] = xv.x; b[0][nt][1] = xv.y;
+                b[1][nt][0] = xv.z; b[1][nt][1] = xv.w;
+            } else {
+                // GPTQ k-pairs are (j, j+4): step 0 uses (0,4) | (1,5), step 1 uses (2,6) | (3,7)
+                b[0][nt][0] = prmt<0x5410>(xv.x, xv.z); b[0][nt][1] = prmt<0x7632>(xv.x, xv.z);
+                b[1][nt][0] = prmt<0x5410>(xv.y, xv.w); b[1][nt][1] = prmt<0x7632>(xv.y, xv.w);
+            }
+        }
+        if constexpr (!GPTQ) {
+#pragma unroll
+            for (int v = 0; v < WC; ++v) {
+                u32 zc[8], hl0[8], hh0[8], hl1[8], hh1[8];
+                if constexpr (LAYOUT == AWQFMT_L_NAT_SHIFT) {
+                    dec_kpair_shift(st.z[v], st.z[v], zc);
+                    dec_kpair_shift(st.w[0][v], st.w[1][v], hl0);
+                    dec_kpair_shift(st.w[2][v], st.w[3][v], hh0);
+                    dec_kpair_shift(st.w[4][v], st.w[5][v], hl1);
+                    dec_kpair_shift(st.w[6][v], st.w[7][v], hh1);
+                } else {
+                    dec_kpair_lop3(st.z[v], st.z[v], zc);
+                    dec_kpair_lop3(st.w[0][v], st.w[1][v], hl0);
+                    dec_kpair_lop3(st.w[2][v], st.w[3][v], hh0);
+                    dec_kpair_lop3(st.w[4][v], st.w[5][v], hl1);
+                    dec_kpair_lop3(st.w[6][v], st.w[7][v], hh1);
+                }
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    hl0[e] = hsub2(hl0[e], zc[e]);
+                    hh0[e] = hsub2(hh0[e], zc[e]);
+                    hl1[e] = hsub2(hl1[e], zc[e]);
+                    hh1[e] = hsub2(hh1[e], zc[e]);
+                }
+#pragma unroll
+                for (int t = 0; t < 4; ++t) {
+                    // rows of this tile: nibble 2t (A row r) and nibble 2t+1 (A row r+8)
+                    const int cA = awqfmt::nib_col<LAYOUT>(2 * t), cB = awqfmt::nib_col<LAYOUT>(2 * t + 1);
+                    const u32 swA = st.s[4 * v + (cA >> 1)], swB = st.s[4 * v + (cB >> 1)];
+                    const float sA = scale_f<BF16>((u16)((cA & 1) ? (swA >> 16) : (swA & 0xFFFFu)));
+                    const float sB = scale_f<BF16>((u16)((cB & 1) ? (swB >> 16) : (swB & 0xFFFFu))) * ODD_SCALE;
+#pragma unroll
+                    for (int nt = 0; nt < NT; ++nt) {
+                        float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
+                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                            : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
+                            : "r"(hl0[2 * t]), "r"(hl0[2 * t + 1]), "r"(hh0[2 * t]), "r"(hh0[2 * t + 1]),
+                              "r"(b[0][nt][0]), "r"(b[0][nt][1]));
+                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                            : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
+                            : "r"(hl1[2 * t]), "r"(hl1[2 * t + 1]), "r"(hh1[2 * t]), "r"(hh1[2 * t + 1]),
+                              "r"(b[1][nt][0]), "r"(b[1][nt][1]));
+                        const int ti = 4 * v + t;
+                        acc[ti][nt][0] += sA * d0;
+                        acc[ti][nt][1] += sA * d1;
+                        acc[ti][nt][2] += sB * d2;
+                        acc[ti][nt][3] += sB * d3;
+                    }
+                }
+            }
+        } else {
+#pragma unroll
+            for (int q = 0; q < 2 * WC; ++q) {
+                const int zsh = 16 * (r & 1);  // 4 columns start at nibble 4 * (r & 1) of their zeros word
+                u32 P[4][4];  // P[i][j]: column i, k-pair j = (8c + j, 8c + j + 4), minus zero
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const u32 z = ((st.z[q] >> (zsh + 4 * i)) & 0xFu) + ZOFF;
+                    const u32 zc = (0x6400u + z) * 0x00010001u;
+                    const u32 wv = st.w[q][i];
+                    P[i][0] = hsub2(lop3_and_or(wv, 0x000F000Fu, AWQFMT_MAGIC), zc);
+                    P[i][1] = hsub2(lop3_and_or(wv >> 4, 0x000F000Fu, AWQFMT_MAGIC), zc);
+                    P[i][2] = hsub2(lop3_and_or(wv >> 8, 0x000F000Fu, AWQFMT_MAGIC), zc);
+                    P[i][3] = hsub2(lop3_and_or(wv >> 12, 0x000F000Fu, AWQFMT_MAGIC), zc);
+                }
+                float s4[4];
+                s4[0] = scale_f<BF16>((u16)(st.s[2 * q] & 0xFFFFu));
+                s4[1] = scale_f<BF16>((u16)(st.s[2 * q] >> 16));
+                s4[2] = scale_f<BF16>((u16)(st.s[2 * q + 1] & 0xFFFFu));
+                s4[3] = scale_f<BF16>((u16)(st.s[2 * q + 1] >> 16));
+#pragma unroll
+                for (int t = 0; t < 2; ++t) {
+                    const int iA = 2 * t, iB = 2 * t + 1;
+#pragma unroll
+                    for (int nt = 0; nt < NT; ++nt) {
+                        float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
+                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                            : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
+                            : "r"(P[iA][0]), "r"(P[iB][0]), "r"(P[iA][1]), "r"(P[iB][1]),
+                              "r"(b[0][nt][0]), "r"(b[0][nt][1]));
+                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                            : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
+                            : "r"(P[iA][2]), "r"(P[iB][2]), "r"(P[iA][3]), "r"(P[iB][3]),
+                              "r"(b[1][nt][0]), "r"(b[1][nt][1]));
+                        const int ti = 2 * q + t;
+                        acc[ti][nt][0] += s4[iA] * d0;
+                        acc[ti][nt][1] += s4[iA] * d1;
+                        acc[ti][nt][2] += s4[iB] * d2;
+                        acc[ti][nt][3] += s4[iB] * d3;
+                    }
+                }
+            }
+        }
     };
 
     // ---- main loop. Warp w takes chunks w, w + 8, w + 16, ... of CH = 1 << ch_log consecutive units (inside
@@ -429,8 +546,12 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     const int CH = 1 << ch_log;
     auto unit_of = [&](int i) { return u_begin + ((warp + 8 * (i >> ch_log)) << ch_log) + (i & (CH - 1)); };
     auto step = [&](int i, int u, const Stage& st) {
-        accumulate(st);
-        if ((i & (CH - 1)) == CH - 1 || u + 1 >= u_end) finish(st);
+        if constexpr (CHK) {
+            accumulate(st);
+            if ((i & (CH - 1)) == CH - 1 || u + 1 >= u_end) finish(st);
+        } else {
+            compute_unit(st);
+        }
     };
     if constexpr (ASYNC) {
 #pragma unroll
@@ -555,16 +676,16 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 // Explicit instantiations so that an offline nvcc build (tests/test_kernels_compile.py) checks the template
 // bodies; at run time NVRTC instantiates only what is launched.
 #define AWQFMT_INSTA(L, WC, NT, BF, Z)                                                                       \
-    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 3>(const u16*, const u32*, const u32*, const u16*, \
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 3, 0>(const u16*, const u32*, const u32*, const u16*, \
                                                             u16*, float*, u32*, int, int, int, int, int, int);   \
-    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 4>(const u16*, const u32*, const u32*, const u16*, \
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 4, 1>(const u16*, const u32*, const u32*, const u16*, \
                                                             u16*, float*, u32*, int, int, int, int, int, int);
 #define AWQFMT_INST(L, WC, NT, BF, Z)                                                                        \
-    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1>(const u16*, const u32*, const u32*, const u16*, \
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1, 1>(const u16*, const u32*, const u32*, const u16*, \
                                                             u16*, float*, u32*, int, int, int, int, int, int);   \
-    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 2>(const u16*, const u32*, const u32*, const u16*, \
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 2, 0>(const u16*, const u32*, const u32*, const u16*, \
                                                             u16*, float*, u32*, int, int, int, int, int, int);   \
-    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 0>(const u16*, const u32*, const u32*, const u16*, \
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 0, 1>(const u16*, const u32*, const u32*, const u16*, \
                                                             u16*, float*, u32*, int, int, int, int, int, int);
 AWQFMT_INST(0, 4, 1, 0, 0)
 AWQFMT_INSTA(0, 2, 1, 0, 0)

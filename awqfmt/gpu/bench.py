@@ -345,6 +345,11 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
                 row["dequant_ms"] = time_cupy([lambda p=p: dequantize_packed("awq", p, group_size=group_size, out=Wd)
                                                for p in preps["awq"]], reps)["ms"]
                 row["cublas_on_dequant_ms"] = time_cupy([lambda: cp.matmul(x, Wd, out=y)], reps)["ms"]
+                for v in ("logical", "logical_lop3"):
+                    if v in preps:  # the dequantize kernel alone, natural order (N-adjacent pairs)
+                        row[f"dequant_{v}_ms"] = time_cupy(
+                            [lambda p=p, v=v: dequantize_packed("logical", p, group_size=group_size, out=Wd)
+                             for p in preps[v]], reps)["ms"]
                 del Wd
             if "awq" in outs:
                 row["rel_err"] = _reference_check(module, x_host, outs["awq"], cols)

@@ -282,27 +282,27 @@ def tuning_key(p: "_Prepared", M: int) -> tuple:
 
 
 def candidate_configs(M: int) -> list[dict]:
-    """Skinny-kernel configurations worth timing for M tokens (tile width wc, token tiles nt, pipeline pf,
-    blocks to aim for as a multiple of the SM count)."""
+    """Skinny-kernel configurations worth timing for M tokens: tile width wc, token tiles nt, pipeline pf,
+    chk (1: zero/scale applied once per chunk of a group; 0: per unit, fewer registers), and the blocks to
+    aim for as a multiple of the SM count."""
     if M <= 8:
-        return [{"wc": 2, "nt": 1, "pf": 3}, {"wc": 2, "nt": 1, "pf": 4}, {"wc": 1, "nt": 1, "pf": 3},
-                {"wc": 1, "nt": 1, "pf": 4}, {"wc": 4, "nt": 1, "pf": 3}, {"wc": 2, "nt": 1, "pf": 0},
-                {"wc": 2, "nt": 1, "pf": 3, "sm_mult": 1}, {"wc": 1, "nt": 1, "pf": 0, "sm_mult": 4},
-                {"wc": 1, "nt": 1, "pf": 1, "sm_mult": 3}]
+        return [{"wc": 2, "nt": 1, "pf": 0, "chk": 1}, {"wc": 2, "nt": 1, "pf": 4, "chk": 1},
+                {"wc": 2, "nt": 1, "pf": 3, "chk": 1}, {"wc": 1, "nt": 1, "pf": 3, "chk": 1},
+                {"wc": 2, "nt": 1, "pf": 0, "chk": 0}, {"wc": 2, "nt": 1, "pf": 1, "chk": 0}]
     if M <= 16:
-        return [{"wc": 1, "nt": 2, "pf": 3}, {"wc": 1, "nt": 2, "pf": 4}, {"wc": 2, "nt": 2, "pf": 3},
-                {"wc": 2, "nt": 2, "pf": 3, "sm_mult": 1}, {"wc": 1, "nt": 2, "pf": 0},
-                {"wc": 2, "nt": 2, "pf": 0, "sm_mult": 1}]
-    return [{"wc": 1, "nt": 4, "pf": 3}, {"wc": 1, "nt": 4, "pf": 0}, {"wc": 2, "nt": 2, "pf": 3},
-            {"wc": 1, "nt": 2, "pf": 3}]
+        return [{"wc": 1, "nt": 2, "pf": 1, "chk": 0}, {"wc": 2, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1},
+                {"wc": 1, "nt": 2, "pf": 3, "chk": 0}, {"wc": 1, "nt": 2, "pf": 3, "chk": 1},
+                {"wc": 2, "nt": 2, "pf": 3, "chk": 1, "sm_mult": 1}, {"wc": 1, "nt": 2, "pf": 0, "chk": 1}]
+    return [{"wc": 1, "nt": 4, "pf": 1, "chk": 0}, {"wc": 1, "nt": 4, "pf": 3, "chk": 1},
+            {"wc": 1, "nt": 4, "pf": 3, "chk": 0}, {"wc": 2, "nt": 2, "pf": 1, "chk": 0}]
 
 
 def _default_config(M: int) -> dict:
     if M <= 8:
-        return {"wc": 2, "nt": 1, "pf": 3}
+        return {"wc": 2, "nt": 1, "pf": 0, "chk": 1}
     if M <= 16:
-        return {"wc": 1, "nt": 2, "pf": 3}
-    return {"wc": 1, "nt": 4, "pf": 3}
+        return {"wc": 1, "nt": 2, "pf": 1, "chk": 0}
+    return {"wc": 1, "nt": 4, "pf": 1, "chk": 0}
 
 
 def _check(check: bool) -> None:
@@ -336,9 +336,9 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
         cfg.update(config)
     if cfg.get("sm_mult") and not cfg.get("target_blocks"):
         cfg["target_blocks"] = int(cfg["sm_mult"] * _sm_count())
-    wc, nt, pf = int(cfg["wc"]), int(cfg["nt"]), int(cfg["pf"])
-    if wc not in (1, 2, 4) or nt not in (1, 2, 4) or pf not in (0, 1, 2, 3, 4):
-        raise GemmError(f"bad skinny config {cfg} (wc, nt in 1/2/4, pf in 0..4)")
+    wc, nt, pf, chk = int(cfg["wc"]), int(cfg["nt"]), int(cfg["pf"]), int(cfg.get("chk", 1))
+    if wc not in (1, 2, 4) or nt not in (1, 2, 4) or pf not in (0, 1, 2, 3, 4) or chk not in (0, 1):
+        raise GemmError(f"bad skinny config {cfg} (wc, nt in 1/2/4, pf in 0..4, chk 0/1)")
     while wc > 1 and wc * nt > 4:
         wc //= 2
     K, N = p.K, p.N
@@ -352,7 +352,7 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
             pf -= 1  # the stages must fit in shared memory next to the reduction buffer
         if pf < 3:
             pf = 1
-    name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf}>"
+    name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf},{chk}>"
     kern = _kernel(_GEMM_SRC, name)
     dyn = 8 * pf * _stage_bytes(p.gptq, wc, nt) if pf >= 3 else 0
     if dyn > 48 * 1024:
@@ -367,7 +367,7 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     target = cfg.get("target_blocks") or _sm_count() * _blocks_per_sm(kern, smem=dyn)
     # chunks of CH consecutive units share one zero/scale application; they must not cross a group
     upg = p.G // 32 if p.G % 32 == 0 else 0
-    ch_log = 2 if (p.G == K or upg % 4 == 0) else 1 if upg % 2 == 0 else 0
+    ch_log = 0 if not chk else 2 if (p.G == K or upg % 4 == 0) else 1 if upg % 2 == 0 else 0
     CH = 1 << ch_log
     splits = max(1, min(int(round(target / (col_tiles * tok_tiles))), -(-n_units // 8)))
     ups = -(-(-(-n_units // splits)) // CH) * CH

@@ -115,16 +115,20 @@ def test_large_shapes(layout, K, N, M):
     run_case(layout, module, M, rng=rng, seed=seed)
 
 
-@pytest.mark.parametrize("config", [{"wc": 4, "nt": 1, "pf": 1}, {"wc": 1, "nt": 1, "pf": 2}, {"wc": 2, "nt": 1, "pf": 0},
-                                    {"wc": 2, "nt": 2, "pf": 1}, {"wc": 1, "nt": 4, "pf": 1}, {"wc": 1, "nt": 4, "pf": 0},
-                                    {"wc": 2, "nt": 1, "pf": 3}, {"wc": 1, "nt": 2, "pf": 4}, {"wc": 1, "nt": 4, "pf": 3},
-                                    {"wc": 4, "nt": 1, "pf": 4, "target_blocks": 7},  # 4 stages do not fit: falls back to 3
-                                    {"wc": 2, "nt": 1, "pf": 3, "target_blocks": 1},
-                                    {"wc": 4, "nt": 1, "pf": 1, "target_blocks": 100000}])
+@pytest.mark.parametrize("config", [{"wc": 4, "nt": 1, "pf": 1, "chk": 0}, {"wc": 1, "nt": 1, "pf": 2, "chk": 1},
+                                    {"wc": 2, "nt": 1, "pf": 0, "chk": 1}, {"wc": 2, "nt": 1, "pf": 0, "chk": 0},
+                                    {"wc": 2, "nt": 2, "pf": 1, "chk": 1}, {"wc": 1, "nt": 4, "pf": 1, "chk": 0},
+                                    {"wc": 1, "nt": 4, "pf": 0, "chk": 1}, {"wc": 2, "nt": 1, "pf": 3, "chk": 0},
+                                    {"wc": 1, "nt": 2, "pf": 4, "chk": 1}, {"wc": 1, "nt": 4, "pf": 3, "chk": 1},
+                                    {"wc": 1, "nt": 2, "pf": 3, "chk": 0},
+                                    # 4 stages do not fit in shared memory: falls back to 3
+                                    {"wc": 4, "nt": 1, "pf": 4, "chk": 1, "target_blocks": 7},
+                                    {"wc": 2, "nt": 1, "pf": 3, "chk": 1, "target_blocks": 1},
+                                    {"wc": 4, "nt": 1, "pf": 1, "chk": 1, "target_blocks": 100000}])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_skinny_configs(config, layout):
-    """Every tile shape, register prefetch 0-2 and cp.async pipelines of 3-4 stages, one block doing all the
-    work (target_blocks=1), odd block counts (stream-K segments crossing tiles) and maximal splitting."""
+    """Tile shapes, register prefetch 0-2 and cp.async pipelines of 3-4 stages, per-unit (chk=0) and per-chunk
+    (chk=1) zero/scale application, no K split (target_blocks=1), odd and maximal splits."""
     rng, seed = _rng()
     module = make_module(rng, 2048, 1024, 128, layout=layout)
     for M in (1, 6, 19):
