@@ -561,3 +561,22 @@ def test_config_group_size_beyond_k_is_one_group_and_fast(tmp_path):
         edit_config(d, lambda q: q.update(group_size=2 ** 30), file=file)
     status, doc = check_cli(d, "--deep")
     assert status == 0 and not codes(doc, "error") and doc["layout"]["group_size"] == 2 ** 30
+
+
+def test_symlink_loop_is_a_finding_not_a_hang(tmp_path):
+    d = copy_fixture(AWQ, tmp_path / "ckpt")
+    (d / "loop-a.safetensors").symlink_to("loop-b.safetensors")
+    (d / "loop-b.safetensors").symlink_to("loop-a.safetensors")
+    status, doc = check_cli(d)
+    assert {f["file"] for f in findings(doc, "file.unreadable")} == {"loop-a.safetensors", "loop-b.safetensors"}
+    assert status == 1
+
+
+def test_shard_symlink_to_a_directory_is_not_a_shard(sharded):
+    d, _ = sharded
+    shard = "model-00002-of-00002.safetensors"
+    (d / shard).unlink()
+    (d / shard).symlink_to(d.parent)
+    status, doc = check_cli(d)
+    assert_finding(doc, "index.missing-file")
+    assert status == 1
