@@ -177,3 +177,22 @@ def test_ignore_regex_awqfmt_will_not_run(awq):
     f = assert_finding(doc, "config.ignore-pattern-skipped", severity="info")
     assert "(a|aa)+$" in f["message"] and status == 0
     assert "config.ignored-but-quantized" not in codes(doc)
+
+
+def test_directory_without_safetensors(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    status, doc = check_cli(tmp_path)
+    assert_finding(doc, "checkpoint.no-safetensors", severity="error")
+    assert status == 1
+
+
+def test_compressed_tensors_config_groups_that_disagree(tmp_path):
+    d = copy_fixture(REAL_CHECKPOINTS["ct_from_awq_tiny"][0], tmp_path / "ct")
+
+    def two_groups(q):
+        group = q["config_groups"]["config_group_0"]
+        q["config_groups"]["group_1"] = {**group, "targets": ["re:.*lm_head"], "weights": {**group["weights"], "num_bits": 8}}
+    edit_config(d, two_groups)
+    status, doc = check_cli(d)
+    f = assert_finding(doc, "config.mixed-groups", file="config.json", severity="warning")
+    assert "num_bits" in f["message"] and status == 0  # the first group (4-bit) matches every module
