@@ -25,12 +25,12 @@ from .spec import LayoutSpec, Packing, all_specs, evaluate
 
 SAMPLE_GROUPS = 16
 # Default mode decodes at most this many qweight codes per module (the sampled groups' rows, leading output
-# columns): ~2k (group, column) cells at group 128, plenty to tell field orders apart, and a Llama-70B-shaped
+# columns): >= 1k (group, column) cells at group 128, plenty to tell field orders apart, and a Llama-70B-shaped
 # checkpoint stays within its 2 s budget (benchmarks/scale).
-SAMPLE_CODES = 1 << 18
+SAMPLE_CODES = 1 << 17
 # ... and samples the pack order of at most this many modules per shape, evenly spread (all with --deep): a
 # 100k-tensor MoE has thousands of identical experts whose qweight together is the whole checkpoint.
-SAMPLE_MODULES_PER_SHAPE = 512
+SAMPLE_MODULES_PER_SHAPE = 256
 # What loaders assume when a config leaves a field out (transformers AwqConfig / GPTQConfig, AutoGPTQ
 # BaseQuantizeConfig): a missing field is only harmless when the tensors happen to match the default.
 LOADER_DEFAULTS = {"bits": 4, "group_size": 128}
@@ -419,13 +419,13 @@ def _sample_codes(ckpt, module, fit: Fit, g_idx, deep: bool):
     if ct.packed_dim == k_axis:  # K is packed: read whole blocks that hold the rows
         blk = np.unique(rows // p.values)
         word_idx = (blk[:, None] * p.words + np.arange(p.words)[None, :]).reshape(-1)
-        sub = np.take(words, word_idx, axis=k_axis)
+        sub = words[(slice(None),) * k_axis + (word_idx,)]  # (np.take would first copy a sliced view whole)
         vals = unpack(sub, p, axis=k_axis)
         logical_rows = (blk[:, None] * p.values + np.arange(p.values)[None, :]).reshape(-1)
         pos = np.searchsorted(logical_rows, rows)
         vals = np.take(vals, pos, axis=k_axis)
     else:
-        sub = np.take(words, rows, axis=k_axis)
+        sub = words[(slice(None),) * k_axis + (rows,)]
         vals = unpack(sub, p, axis=ct.packed_dim, length=cols) if ct.packed_dim is not None else sub
     codes = vals.T if ct.transposed else vals
     return codes, groups_of_rows

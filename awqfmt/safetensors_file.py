@@ -238,13 +238,14 @@ class SafetensorsFile:
             return np.zeros(e.shape, dtype=dtypes.STORAGE[e.dtype])
         if self._mmap is None:
             self._mmap = np.memmap(self.path, dtype=np.uint8, mode="r")
-        raw = self._mmap[self.data_offset + e.begin: self.data_offset + e.end]
+            self._bytes = self._mmap.view(np.ndarray)  # plain views of it skip memmap's per-slice bookkeeping
+        raw = self._bytes[self.data_offset + e.begin: self.data_offset + e.end]
         return raw.view(dtypes.STORAGE[e.dtype]).reshape(e.shape)
 
     def close(self) -> None:
         if self._mmap is not None:
             mm = getattr(self._mmap, "_mmap", None)
-            self._mmap = None
+            self._mmap = self._bytes = None
             if mm is not None:
                 try:
                     mm.close()
