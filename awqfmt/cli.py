@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 
@@ -27,7 +28,7 @@ err_console = Console(stderr=True)
 
 
 def usage_error(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/bold red] {message}")
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}")
     return typer.Exit(EXIT_USAGE)
 
 
@@ -66,7 +67,7 @@ def layout(
     as_json: bool = typer.Option(False, "--json", help="print JSON (checkpoint mode)"),
 ) -> None:
     """Show the bit layout of a packed word: for a layout spec, or one real word of a checkpoint."""
-    from .layout_view import LayoutError, render_format, render_word, word_report
+    from .layout_view import DamagedTensor, LayoutError, render_format, render_word, word_report
     from .spec import get_spec, layout_names
 
     try:
@@ -86,6 +87,9 @@ def layout(
         rep = word_report(target, tensor, row, col)
     except LayoutError as exc:
         raise usage_error(str(exc))
+    except DamagedTensor as exc:
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_FINDINGS)
     if as_json:
         print(json.dumps(rep, indent=2))
     else:

@@ -86,10 +86,18 @@ class LayoutError(Exception):
     """A bad --tensor / --row / --col request: a usage error."""
 
 
+class DamagedTensor(Exception):
+    """The tensor exists but its header entry or data is defective: a finding about the file (exit 1)."""
+
+
 def word_report(path, tensor: str, row: int, col: int) -> dict:
     """Decode one stored word of a checkpoint: fields in file order, their logical (k, n), zero, scale, value."""
     ckpt = open_checkpoint(path)
     try:
+        damaged = [f for f in ckpt.all_findings() if f.tensor == tensor and f.severity.value == "error"]
+        if damaged:
+            raise DamagedTensor(f"{damaged[0].file}: tensor {tensor!r} cannot be read ({damaged[0].code}: {damaged[0].message}); "
+                                "run `awqfmt check` for every finding")
         if tensor not in ckpt.locations:
             close = [n for n in ckpt.locations if tensor in n][:5]
             raise LayoutError(f"no tensor {tensor!r} in {path}" + (f"; did you mean {', '.join(close)}?" if close else ""))

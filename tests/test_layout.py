@@ -54,3 +54,18 @@ def test_cli_word_report_json_and_bad_requests():
     assert runner.invoke(app, ["layout", path, "--tensor", "nope.qweight"]).exit_code == 2
     assert runner.invoke(app, ["layout", path, "--tensor", "model.layers.0.mlp.up_proj.qweight", "--row", "99999"]).exit_code == 2
     assert runner.invoke(app, ["layout", path]).exit_code == 2
+
+
+def test_word_report_on_a_damaged_tensor_names_the_defect(tmp_path):
+    import shutil
+    src = REAL_CHECKPOINTS["awq_tiny_llama"][0]
+    dst = tmp_path / "ckpt"
+    shutil.copytree(src, dst)
+    model = dst / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:-1000])  # truncate: the last tensors run past the end of the file
+    from awqfmt.safetensors_file import SafetensorsFile
+    damaged = [f.tensor for f in SafetensorsFile(model).findings if f.code == "tensor.out-of-bounds"]
+    assert damaged
+    out = runner.invoke(app, ["layout", str(dst), "--tensor", damaged[0]])
+    assert out.exit_code == 1
+    assert "tensor.out-of-bounds" in out.stderr and damaged[0] in out.stderr.replace("\n", "")

@@ -196,3 +196,14 @@ def test_compressed_tensors_config_groups_that_disagree(tmp_path):
     status, doc = check_cli(d)
     f = assert_finding(doc, "config.mixed-groups", file="config.json", severity="warning")
     assert "num_bits" in f["message"] and status == 0  # the first group (4-bit) matches every module
+
+
+def test_gptq_group_size_must_divide_k(gptq):
+    # GPTQ packs along K: keep 224 of gate_proj's 256 input rows (28 packed rows) with its 4 groups of 64
+    def cut(r):
+        r.set(f"{GATE}.qweight", r.get(f"{GATE}.qweight")[:28])
+        r.set(f"{GATE}.g_idx", r.get(f"{GATE}.g_idx")[:224])
+    edit_model(gptq, cut)
+    status, doc = check_cli(gptq)
+    f = assert_finding(doc, "shape.group-divides-k", module=GATE)
+    assert "K=224" in f["message"] and status == 1
