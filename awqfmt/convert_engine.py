@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,21 +306,76 @@ class ShardJob:
     options: Options
 
 
+class _WriteBehind:
+    """Runs a shard's writes in a thread, in submission order, while the next module converts: file writes and
+    pread release the GIL, so the I/O overlaps the repack. At most one module's outputs wait in the queue, which
+    bounds the extra memory to one module. The first failure is re-raised in the caller's thread."""
+
+    def __init__(self) -> None:
+        self._tasks: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="awqfmt-write-behind", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        reader = Reader()
+        try:
+            while (task := self._tasks.get()) is not None:
+                if self._error is None:
+                    try:
+                        task(reader)
+                    except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
+                        self._error = exc
+        finally:
+            reader.close()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, task: Callable[[Reader], None]) -> None:
+        self._raise()
+        self._tasks.put(task)
+
+    def finish(self) -> None:
+        """Wait for every submitted write; raise the first failure."""
+        self._tasks.put(None)
+        self._thread.join()
+        self._raise()
+
+    def cancel(self) -> None:
+        """Drop what has not started and wait for the running write (the caller is failing anyway)."""
+        while True:
+            try:
+                self._tasks.get_nowait()
+            except queue.Empty:
+                pass
+            try:
+                self._tasks.put_nowait(None)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+
+
 def write_shard(job: ShardJob, on_bytes: Callable[[int], None] | None = None) -> None:
     reader = Reader()
     writer = ShardWriter(Path(job.path), job.plan, job.metadata, on_bytes)
+    behind = _WriteBehind()
     try:
         for item in job.items:
             if isinstance(item, CopyJob):
-                writer.write_chunks(item.output.name, reader.chunks(item.src))
+                behind.submit(lambda r, item=item: writer.write_chunks(item.output.name, r.chunks(item.src)))
                 continue
             tensors = convert_module(item, reader.read, job.options)
-            for t in item.outputs:
-                arr, dtype = tensors.pop(t.name)
-                writer.write(t.name, arr, dtype)
+            ordered = [(t.name, *tensors.pop(t.name)) for t in item.outputs]
             del tensors
+            behind.submit(lambda r, ordered=ordered: [writer.write(name, arr, dtype) for name, arr, dtype in ordered])
+            del ordered
+        behind.finish()
         writer.close()
     except BaseException:
+        behind.cancel()
         writer.abort()
         raise
     finally:

@@ -63,7 +63,8 @@ def cpu_model() -> str:
 def machine() -> dict:
     mem = next((int(l.split()[1]) * 1024 for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")), 0)
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gb": round(mem / 1e9, 1), "python": platform.python_version(),
-            "numpy": np.__version__, "os": f"{platform.system()} {platform.release()}"}
+            "numpy": np.__version__, "os": f"{platform.system()} {platform.release()}",
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def median(fn, runs: int) -> float:
@@ -179,12 +180,55 @@ def end_to_end(work: Path, name: str, src_awq: Path, reps: int, extra_cases=()) 
     return rows
 
 
+def phase_breakdown(src: Path, dst: Path, to: str) -> dict:
+    """Where the library's time goes, in process: wrap the functions each phase runs in and sum their time."""
+    import awqfmt.convert as C
+    import awqfmt.convert_engine as E
+    import awqfmt.writer as W
+
+    spent: dict[str, float] = {}
+    originals = []
+
+    def timed(owner, attr, phase):
+        fn = getattr(owner, attr)
+        originals.append((owner, attr, fn))
+
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[phase] = spent.get(phase, 0.0) + time.perf_counter() - t0
+        setattr(owner, attr, wrapper)
+
+    timed(C, "check_with_transient_maps", "awqfmt check of SRC and DST")
+    timed(C, "_preflight", "preflight (incl. SRC check)")
+    timed(E.Reader, "read", "read SRC tensors (pread)")
+    timed(E, "repack_tensor", "repack codes (awqfmt.repack)")
+    timed(E, "convert_module", "convert modules (incl. repack)")
+    timed(W.ShardWriter, "_emit", "write DST")
+    timed(W.ShardWriter, "close", "fsync shards")
+    shutil.rmtree(dst, ignore_errors=True)
+    t0 = time.perf_counter()
+    try:
+        convert(src, dst, to)
+    finally:
+        for owner, attr, fn in originals:
+            setattr(owner, attr, fn)
+        shutil.rmtree(dst, ignore_errors=True)
+    total = time.perf_counter() - t0
+    out = {"total": total, **spent}
+    print("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in out.items()), flush=True)
+    return out
+
+
 # ---- report ------------------------------------------------------------------------------------------------------
 
 def render(doc: dict) -> str:
     m = doc["machine"]
     lines = [f"Run {doc['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gb']} GB RAM), {m['os']}, "
-             f"Python {m['python']}, numpy {m['numpy']}.", "",
+             f"Python {m['python']}, numpy {m['numpy']}. Load average at start {m['load_average_at_start']}, at end "
+             f"{doc.get('load_average_at_end')} (other engineers' jobs share this VM: expect run-to-run noise).", "",
              "### Per module, one core (GB/s of packed source data: qweight + qzeros)", "",
              "| shape K x N | conversion | convert_module | logical route | numpy copy |", "|---|---|---|---|---|"]
     for r in doc["module"]:
@@ -197,6 +241,11 @@ def render(doc: dict) -> str:
                      f"{r['wall_s']:.2f} s | {r['gb_s_wall']:.2f} | {r['library_s']:.2f} s | {r['gb_s_library']:.2f} | "
                      f"**{r['peak_rss_mb']:.0f} MB**" + (f" (+ {r['worker_peak_rss_mb']:.0f} MB per worker)" if r.get("worker_peak_rss_mb") else "")
                      + " |")
+    if doc.get("phases"):
+        ph = doc["phases"]
+        lines += ["", f"### Where the time goes ({ph['case']}, in process, one run)", "", "| phase | seconds |", "|---|---|"]
+        for k, v in ph["seconds"].items():
+            lines.append(f"| {k} | {v:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -239,9 +288,12 @@ def main() -> None:
         rows += end_to_end(work, big, work / big, 1, extra_cases=[("awq", "gptq", ("--jobs", "2", "--max-shard-size", "1GB"))])
         doc["end_to_end"] = rows
         doc["layers"] = args.layers
+        print("phases:", flush=True)
+        doc["phases"] = {"case": f"{big}, awq -> gptq", "seconds": phase_breakdown(work / big, work / f"{big}-phases", "gptq")}
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    doc["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_results(doc)
     print(f"wrote {HERE / 'results.json'} and {HERE / 'RESULTS.md'}")
 
