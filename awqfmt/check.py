@@ -23,9 +23,9 @@ from .modules import Fit, QuantModule, choose_layout, fit_module, group_modules
 from .packing import unpack
 from .spec import LayoutSpec, Packing, all_specs, evaluate
 
-SAMPLE_GROUPS = 16
+SAMPLE_GROUPS = 6  # groups of qweight rows decoded per module, spread evenly over K (first, last, four between)
 # Default mode decodes at most this many qweight codes per module (the sampled groups' rows, leading output
-# columns): >= 1k (group, column) cells at group 128, plenty to tell field orders apart, and a Llama-70B-shaped
+# columns): ~1k (group, column) cells at group 128, plenty to tell field orders apart, and a Llama-70B-shaped
 # checkpoint stays within its 2 s budget (benchmarks/scale).
 SAMPLE_CODES = 1 << 17
 # ... and samples the pack order of at most this many modules per shape, evenly spread (all with --deep): a
@@ -499,8 +499,10 @@ def _group_medians(codes: np.ndarray, rows_groups: np.ndarray, groups: np.ndarra
     (a bincount instead of a partition per group: the two middle values are where the cumulative count crosses)."""
     levels = max(1 << bits, int(codes.max()) + 1 if codes.size else 1)
     cols = codes.shape[1]
-    cell = np.searchsorted(groups, rows_groups).astype(np.int64)[:, None] * cols + np.arange(cols, dtype=np.int64)[None, :]
-    hist = np.bincount((cell * levels + codes).ravel(), minlength=groups.size * cols * levels).reshape(groups.size, cols, levels)
+    first_bin = np.searchsorted(groups, rows_groups).astype(np.intp) * (cols * levels)  # of each row's cell, column 0
+    idx = first_bin[:, None] + np.arange(0, cols * levels, levels, dtype=np.intp)[None, :]  # one index array, added to in place
+    idx += codes
+    hist = np.bincount(idx.ravel(), minlength=groups.size * cols * levels).reshape(groups.size, cols, levels)
     cum = np.cumsum(hist, axis=2)
     n = cum[:, :, -1:]  # rows in the cell
     lo = np.count_nonzero(cum < (n + 1) // 2, axis=2)  # value at sorted index (n - 1) // 2
