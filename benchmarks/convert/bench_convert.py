@@ -201,12 +201,12 @@ def phase_breakdown(src: Path, dst: Path, to: str) -> dict:
                 spent[phase] = spent.get(phase, 0.0) + time.perf_counter() - t0
         setattr(owner, attr, wrapper)
 
-    timed(C, "check_with_transient_maps", "awqfmt check of SRC and DST")
+    timed(C, "check_with_transient_maps", "awqfmt check of SRC and of DST")
     timed(C, "_preflight", "preflight (incl. SRC check)")
     timed(E.Reader, "read", "read SRC tensors (pread)")
     timed(E, "repack_tensor", "repack codes (awqfmt.repack)")
-    timed(E, "convert_module", "convert modules (incl. repack)")
-    timed(W.ShardWriter, "_emit", "write DST")
+    timed(E, "convert_module", "convert modules (incl. their pread and repack)")
+    timed(W.ShardWriter, "_emit", "write DST (write-behind thread: overlaps the above)")
     timed(W.ShardWriter, "close", "fsync shards")
     shutil.rmtree(dst, ignore_errors=True)
     t0 = time.perf_counter()
