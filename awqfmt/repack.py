@@ -37,8 +37,8 @@ LINE_WORDS = 16
 WRAP_MODES = ("raise", "mask")
 
 __all__ = [
-    "FieldWrapError", "reorder_fields", "transpose_packed", "transpose_words", "zero_offset", "repack_tensor",
-    "repack_route", "swap_network",
+    "FieldWrapError", "reorder_fields", "transpose_packed", "transpose_words", "zero_offset", "all_fields_equal",
+    "repack_tensor", "repack_route", "swap_network",
 ]
 
 
@@ -467,6 +467,28 @@ def zero_offset(words: np.ndarray, bits: int | Packing, delta: int, *, axis: int
     if wrapped and wrap == "raise":
         raise FieldWrapError(wrapped, delta, b)
     return out.view(np.int32)
+
+
+def all_fields_equal(words: np.ndarray, bits: int | Packing, value: int, *, axis: int = -1,
+                     length: int | None = None) -> bool:
+    """True when every (non-padding) field equals `value`: e.g. symmetric zero points (2^(b-1), or 2^(b-1) - 1
+    in GPTQ v1) without unpacking, to decide whether compressed-tensors may drop weight_zero_point."""
+    packing = bits if isinstance(bits, Packing) else Packing(int(bits), 32 // int(bits), 1, tuple(range(32 // int(bits))))
+    if not _single_word(packing):
+        raise ValueError(f"all_fields_equal needs fields inside one word, not {packing}")
+    x = _as_u32(words)
+    if x.size == 0:
+        return True
+    v, b = packing.values, packing.bits
+    if not 0 <= value < 1 << b:
+        return False
+    every = _field_mask(range(v), b)
+    want = np.uint32(sum(int(value) << (p * b) for p in range(v)))
+    xm = np.moveaxis(x, axis, -1)
+    n_last = v if length is None else int(length) - (xm.shape[-1] - 1) * v
+    last = np.uint32(_valid_fields(packing, n_last))
+    body_ok = bool(np.all((xm[..., :-1] & np.uint32(every)) == want))
+    return body_ok and bool(np.all((xm[..., -1] & last) == (want & last)))
 
 
 def _valid_fields(packing: Packing, n_valid: int) -> int:

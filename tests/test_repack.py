@@ -367,3 +367,17 @@ def test_real_gptq_codes_survive_the_word_paths(fixture, bits):
         if bits in logical.bits:
             lq = R.repack_tensor(wp, ct, "weight_packed", logical, "qweight", bits, length=K)
             assert np.array_equal(unpack(lq, logical.packing(bits), axis=1), codes), m
+
+
+@pytest.mark.parametrize("bits", FAST_BITS)
+def test_all_fields_equal_sees_symmetric_zeros_without_unpacking(bits):
+    ct = get_spec("compressed-tensors")
+    p = ct.packing(bits)
+    half = 1 << (bits - 1)
+    z = np.full((5, 3), half, dtype=np.uint8)  # [N, n_g] with N = 5: padding in the last word
+    zp = pack(z, p, axis=0)
+    assert R.all_fields_equal(zp, p, half, axis=0, length=5)
+    assert not R.all_fields_equal(zp, p, half - 1, axis=0, length=5)
+    z[4, 2] = half - 1
+    assert not R.all_fields_equal(pack(z, p, axis=0), p, half, axis=0, length=5)
+    assert R.all_fields_equal(np.array([[0x77777777]], np.uint32).view(np.int32), 4, 7)
