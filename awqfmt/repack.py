@@ -11,7 +11,8 @@ are byte-identical to it, at close to memory speed, by moving whole bit fields w
   nothing, they only decide which plane is read or written where.
 - `transpose_words`: a word-array transpose (GPTQ qweight <-> compressed-tensors weight_packed, qzeros <->
   weight_zero_point), fused with a field reorder when the orders differ.
-- `zero_offset`: add a constant to every field without carrying into the neighbour, counting fields that wrap.
+- `zero_offset`: add a constant to every field without carrying into the neighbour, counting fields that wrap;
+  `all_fields_equal` tests for a constant field (symmetric zero points) on the packed words.
 - `repack_tensor`: picks one of the above from two `TensorSpec`s (packed axis, dims, field order) and falls back
   to the oracle where no word-level path applies (3-bit blocks that straddle words, different field counts).
 
