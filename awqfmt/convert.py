@@ -436,6 +436,10 @@ def _write_and_commit(ckpt: Checkpoint, src_path: Path, dst: Path, overwrite: bo
                              **ctx) from None
     except BusyError as exc:
         raise ConvertRefused([error("convert.dst-busy", str(exc), hint="wait for the other conversion, or choose another DST")], **ctx) from None
+    except OSError as exc:  # EACCES on DST's directory, a failed rename, SRC unreadable mid-way, ...
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ConvertRefused([error("convert.io-error", f"{exc.strerror or exc}{where}",
+                                    hint="nothing was written at DST; check permissions and the disk, then retry")], **ctx) from None
     finally:
         if not dst.exists():
             for p in reversed(created):  # directories made for DST's parent, now empty again

@@ -112,6 +112,26 @@ def test_failure_in_a_worker_process_leaves_no_dst(tmp_path):
     assert leftovers(tmp_path, "out") == [] and checksums(src) == before
 
 
+@pytest.mark.parametrize("where", ["mkdir", "rename"])
+def test_permission_denied_leaves_no_dst(src, tmp_path, monkeypatch, where):
+    """EACCES creating the staging directory or renaming it into place (tests run as root, so chmod cannot deny)."""
+    before = checksums(src)
+
+    def denied(*args, **kw):
+        raise PermissionError(errno.EACCES, "Permission denied", str(args[0]))
+
+    if where == "mkdir":
+        real_mkdir = Path.mkdir
+        monkeypatch.setattr(Path, "mkdir", lambda self, *a, **k: denied(self) if W.PARTIAL_TAG in self.name else real_mkdir(self, *a, **k))
+    else:
+        monkeypatch.setattr(W.os, "rename", denied)
+    with pytest.raises(ConvertRefused) as exc:
+        convert(src, tmp_path / "out", "gptq-v2")
+    f = exc.value.findings[0]
+    assert f.code == "convert.io-error" and "Permission denied" in f.message
+    assert leftovers(tmp_path, "out") == [] and checksums(src) == before
+
+
 def test_overwrite_that_fails_keeps_the_old_dst(src, tmp_path, monkeypatch):
     dst = tmp_path / "out"
     convert(src, dst, "gptq-v2")
