@@ -214,7 +214,9 @@ def test_killed_conversion_leaves_only_a_marked_partial_that_the_next_run_remove
     assert leftovers(tmp_path, "out") == ["out"]
 
 
-def test_two_conversions_into_one_dst_one_wins(src, tmp_path):
+def test_two_conversions_into_one_dst_one_wins(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(REAL_CHECKPOINTS["awq_tiny_llama"][0], src)  # small: the slow writer finishes in about a second
     proc = start_slow(src, tmp_path / "out", "--json")
     wait_for_partial(tmp_path, "out", proc, min_bytes=1)
     with pytest.raises(ConvertRefused) as exc:
