@@ -9,7 +9,8 @@ Each measurement is the median of --runs runs with a warm page cache (one untime
 
 - library: `awqfmt.check.check_path(path)` in one fresh Python process per checkpoint (imports excluded);
 - cli: `awqfmt check PATH --json` end to end (a new process per run: interpreter start, imports, check, JSON);
-- peak RSS of each (ru_maxrss of the process; it counts the mapped file pages the check touched);
+- peak RSS of each (ru_maxrss of the process; it counts the mapped file pages the check touched, which the
+  kernel can drop at any time), and the library's peak heap (tracemalloc, which numpy reports to);
 - baselines on the same files in the same run: one memory-mapped pass over every scales and qzeros tensor
   with bit tests (fp16 non-finite = exponent bits all ones; qzeros words compared to all ones), and the same
   tensors copied out with safetensors' `get_tensor` followed by `np.isfinite`.
@@ -50,8 +51,10 @@ times, cpu = [], []
 for _ in range(runs):
     c0, t0 = time.process_time(), time.perf_counter(); r = check_path(path)
     times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
+import tracemalloc  # numpy reports its buffers to tracemalloc: this is the heap, without the mapped file pages
+tracemalloc.start(); check_path(path); heap = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
 import awqfmt
-print(json.dumps({"times": times, "cpu_times": cpu, "source": awqfmt.__file__, "errors": r.errors, "warnings": r.warnings, "modules": r.modules, "tensors": r.tensors,
+print(json.dumps({"times": times, "cpu_times": cpu, "peak_heap_mib": heap / 2**20, "source": awqfmt.__file__, "errors": r.errors, "warnings": r.warnings, "modules": r.modules, "tensors": r.tensors,
                   "layout": r.layout["detected"], "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -247,9 +250,9 @@ def time_cell(r: dict | None) -> str:
 
 
 def render_table(results: dict) -> str:
-    rows = ["| label | checkpoint | tensors | check_path (library) | `awqfmt check --json` (CLI) | peak RSS lib / CLI | "
+    rows = ["| label | checkpoint | tensors | check_path (library) | `awqfmt check --json` (CLI) | peak RSS lib / CLI | peak heap | "
             "mmap bit-test pass | get_tensor + isfinite | errors | machine, load |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, per in results.items():
         for name, r in per.items():
             lib, cli = r["library"], r.get("cli")
@@ -259,6 +262,7 @@ def render_table(results: dict) -> str:
             rows.append(f"| {label} | {name} ({r['checkpoint']['total_size_gb']} GB, {r['checkpoint']['shards']} shards) | "
                         f"{r['checkpoint']['tensors']:,} | {time_cell(lib)} | "
                         f"{time_cell(cli)} | {lib['peak_rss_mib']:.0f} / {cli['peak_rss_mib'] if cli else 0:.0f} MiB | "
+                        f"{str(round(lib['peak_heap_mib'])) + ' MiB' if 'peak_heap_mib' in lib else '-'} | "
                         f"{base[0]} | {base[1]} | {lib['errors']} | {m['nproc']} x {m['cpu']}, {m['date'][:10]}, "
                         f"load {m['loadavg_at_start'][0]}-{m.get('loadavg_at_end', ['?'])[0]} |")
     return "\n".join(rows)
