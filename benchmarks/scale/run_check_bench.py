@@ -261,7 +261,7 @@ def render_table(results: dict) -> str:
             m = r["machine"]
             rows.append(f"| {label} | {name} ({r['checkpoint']['total_size_gb']} GB, {r['checkpoint']['shards']} shards) | "
                         f"{r['checkpoint']['tensors']:,} | {time_cell(lib)} | "
-                        f"{time_cell(cli)} | {lib['peak_rss_mib']:.0f} / {cli['peak_rss_mib'] if cli else 0:.0f} MiB | "
+                        f"{time_cell(cli)} | {lib['peak_rss_mib']:.0f} / {str(round(cli['peak_rss_mib'])) if cli else '-'} MiB | "
                         f"{str(round(lib['peak_heap_mib'])) + ' MiB' if 'peak_heap_mib' in lib else '-'} | "
                         f"{base[0]} | {base[1]} | {lib['errors']} | {m['nproc']} x {m['cpu']}, {m['date'][:10]}, "
                         f"load {m['loadavg_at_start'][0]}-{m.get('loadavg_at_end', ['?'])[0]} |")
