@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from awqfmt.check import sampled_groups  # noqa: E402  (the groups the default check reads)
+from awqfmt.rules.pack_order import sampled_groups  # noqa: E402  (the groups the default check reads)
 from awqfmt.packing import pack  # noqa: E402
 from awqfmt.spec import get_spec  # noqa: E402
 

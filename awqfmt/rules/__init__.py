@@ -1,0 +1,1 @@
+"""The rules `awqfmt check` applies, one module per family (see specs/RULES.md for every code)."""
