@@ -45,19 +45,15 @@ from awqfmt.convert import ModuleJob, Options, SrcTensor, convert, convert_modul
 from awqfmt.dtypes import STORAGE  # noqa: E402
 import make_checkpoint as mk  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent))  # benchmarks/machine.py
+from machine import cpu_model  # noqa: E402
+
 DIRECTIONS = [("awq", "gptq"), ("gptq", "awq"), ("awq", "compressed-tensors")]
 SHAPES = {"8192x8192 (q/o)": (8192, 8192), "8192x1024 (k/v)": (8192, 1024), "8192x28672 (gate/up)": (8192, 28672),
           "28672x8192 (down)": (28672, 8192)}
 AWQ_CODES = ("qweight", "qzeros")
 DTYPE_NAME = {np.dtype(np.int32): "I32", np.dtype(np.float16): "F16"}
 LAYER_GB = 0.445
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def machine() -> dict:

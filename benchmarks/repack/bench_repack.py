@@ -30,18 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from awqfmt import repack as R  # noqa: E402
 from awqfmt.packing import pack, unpack  # noqa: E402
 from awqfmt.spec import get_spec  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/machine.py
+from machine import cpu_model  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def median_seconds(fn, runs: int) -> tuple[float, list[float]]:
