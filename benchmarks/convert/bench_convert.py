@@ -42,7 +42,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 from awqfmt.convert import ModuleJob, Options, SrcTensor, convert, convert_module  # noqa: E402
-from awqfmt.dtypes import STORAGE  # noqa: E402
 import make_checkpoint as mk  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent))  # benchmarks/machine.py
