@@ -44,6 +44,20 @@ __device__ __forceinline__ u32 hmul2(u32 a, u32 b) {
     return r;
 }
 
+// a * b + c on two fp16 lanes (one HFMA2).
+__device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) {
+    u32 r;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+
+// v summed with the value of lane (lane ^ mask), all 32 lanes taking part.
+__device__ __forceinline__ float shfl_xor_add(float v, int mask) {
+    float r;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(mask));
+    return v + r;
+}
+
 __device__ __forceinline__ float h2f(u16 h) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));

@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .gemm import (SKINNY_MAX_M, TUNED, bytes_moved, candidate_configs, dequantize_packed, gemm_packed, prepare,
-                   tuning_key)
+from .gemm import (GEMV_MAX_M, SKINNY_MAX_M, TUNED, TUNED_GEMV, TUNED_METHOD, bytes_moved, candidate_configs,
+                   dequantize_packed, gemm_packed, gemv_candidate_configs, gemv_key, prepare, tuning_key)
 
 DEFAULT_SHAPES: list[tuple[int, int]] = [(4096, 4096), (8192, 8192), (8192, 28672), (28672, 8192)]
 DEFAULT_MS: list[int] = [1, 16, 256, 4096]
@@ -210,6 +210,44 @@ def tune_skinny(layout: str, preps: Sequence, x, y, group_size: int, reps: int =
     return dict(best[0], ms=round(best[1], 5))
 
 
+def tune_gemv(layout: str, preps: Sequence, x, y, group_size: int, reps: int = 30,
+              validate: Callable[[Any], float] | None = None, max_err: float = 2e-3) -> dict:
+    """Time every GEMV candidate configuration (M <= GEMV_MAX_M tokens); a candidate whose output fails
+    `validate` (relative error > max_err) is skipped. Stores the fastest in gemm.TUNED_GEMV and returns it
+    (with its time), or {} when none ran."""
+    M = int(x.shape[0])
+    best = None
+    for cfg in gemv_candidate_configs(M):
+        try:
+            gemm_packed(layout, preps[0], x, group_size=group_size, out=y, method="gemv", config=cfg, check=True)
+            if validate is not None and not validate(y) <= max_err:
+                continue
+            t = time_cupy([lambda p=p: gemm_packed(layout, p, x, group_size=group_size, out=y, method="gemv",
+                                                   config=cfg) for p in preps], reps)["ms"]
+        except Exception:
+            continue
+        if best is None or t < best[1]:
+            best = (cfg, t)
+    if best is None:
+        return {}
+    TUNED_GEMV[gemv_key(preps[0], M)] = best[0]
+    return dict(best[0], ms=round(best[1], 5))
+
+
+def tune_small(layout: str, preps: Sequence, x, y, group_size: int, reps: int = 30,
+               validate: Callable[[Any], float] | None = None) -> tuple[dict, dict]:
+    """Tune the skinny kernel and (for M <= GEMV_MAX_M) the GEMV; record the faster method for this shape in
+    gemm.TUNED_METHOD, which gemm_packed(method="auto") follows. Returns (skinny config, gemv config)."""
+    M = int(x.shape[0])
+    sk = tune_skinny(layout, preps, x, y, group_size, reps=reps)
+    gv = tune_gemv(layout, preps, x, y, group_size, reps=reps, validate=validate) if M <= GEMV_MAX_M else {}
+    if gv and (not sk or gv["ms"] < sk["ms"]):
+        TUNED_METHOD[gemv_key(preps[0], M)] = "gemv"
+    elif M <= GEMV_MAX_M:
+        TUNED_METHOD[gemv_key(preps[0], M)] = "skinny"
+    return sk, gv
+
+
 def measure_copy_bandwidth(nbytes: int = 1 << 30, reps: int = 20) -> float:
     """Device-to-device copy rate in bytes/s, counting bytes read plus bytes written."""
     cp = _cp()
@@ -322,12 +360,30 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
             row["cublas_ms"] = min(t for t in (row["cublas_cupy_ms"], row["cublas_torch_ms"]) if t is not None)
             outs = {}
             if M <= SKINNY_MAX_M and tune:
+                def validate(yd):
+                    return _reference_check(module, x_host, yd, cols)
+
                 for v in variants:
-                    row[f"{v}_config"] = tune_skinny(VARIANTS[v][0], preps[v], x, y, group_size, reps=tune_reps)
+                    sk, gv = tune_small(VARIANTS[v][0], preps[v], x, y, group_size, reps=tune_reps, validate=validate)
+                    row[f"{v}_config"] = sk
+                    if M <= GEMV_MAX_M:
+                        row[f"{v}_gemv_config"] = gv
+            if M <= GEMV_MAX_M:
+                # both small-M kernels on their own, each with its tuned configuration (auto runs the faster)
+                for v in variants:
+                    for meth in ("gemv", "skinny"):
+                        try:
+                            row[f"{v}_{meth}_ms"] = time_cupy(
+                                [lambda p=p, v=v, meth=meth: gemm_packed(VARIANTS[v][0], p, x, group_size=group_size,
+                                                                         out=y, method=meth) for p in preps[v]],
+                                reps)["ms"]
+                        except Exception as exc:
+                            row[f"{v}_{meth}_error"] = str(exc)[:200]
             for v in variants:
                 ran: dict = {}
                 gemm_packed(VARIANTS[v][0], preps[v][0], x, group_size=group_size, out=y, info=ran, check=True)
                 outs[v] = y.copy()
+                row[f"{v}_method"] = ran.get("method")
                 if v == "awq":
                     row["method"] = ran.get("method")
                     row["kernel"] = ran.get("kernel")
@@ -367,6 +423,9 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
                 for v in ("logical", "logical_lop3", "gptq"):
                     if f"{v}_ms" in row:
                         row[f"{v}_over_awq"] = row[f"{v}_ms"] / awq
+                    for meth in ("gemv", "skinny"):
+                        if row.get(f"{v}_{meth}_ms") and row.get(f"awq_{meth}_ms"):
+                            row[f"{v}_{meth}_over_awq"] = row[f"{v}_{meth}_ms"] / row[f"awq_{meth}_ms"]
             rows.append(row)
             del x, y, outs
         del preps, Ws
@@ -416,4 +475,5 @@ def now_utc() -> str:
 
 
 __all__ = ["DEFAULT_MS", "DEFAULT_SHAPES", "SKINNY_MAX_M", "TARGETS", "VARIANTS", "device_info", "make_module",
-           "measure_copy_bandwidth", "render_table", "run_bench", "summarize", "time_cupy", "tune_skinny"]
+           "measure_copy_bandwidth", "render_table", "run_bench", "summarize", "time_cupy", "tune_gemv", "tune_skinny",
+           "tune_small"]

@@ -2,7 +2,10 @@
 
     y[M, N] (fp16) = x[M, K] (fp16) @ W[K, N],   W[k, n] = (q[k, n] - z[g, n]) * s[g, n]
 
-Two methods:
+Three methods:
+- "gemv": for 1-4 tokens, a CUDA-core GEMV (kernels/w4a16_gemv.cu): each thread streams its words, decodes
+  them into fp16 pairs of adjacent columns (the pairing the AWQ interleave was made for), multiplies with
+  HFMA2, applies zero point and scale per batch of rows, and the K split is reduced inside the same launch.
 - "skinny": one launch of a weight-streaming tensor-core kernel (kernels/w4a16_gemm.cu) that reads the packed
   words directly (AWQ-interleaved words with the lop3 / 0x64006400 conversion, no reverse-order step), splits K
   across blocks and finishes the split-K reduction inside the same launch. For small M (decode).
@@ -30,6 +33,10 @@ import numpy as np
 # M up to this uses the skinny kernel, above it dequantize + cuBLAS (measured crossover, see
 # benchmarks/gemm/RESULTS.md).
 SKINNY_MAX_M = 64
+# The GEMV kernel takes 1 to GEMV_MAX_M tokens; method="auto" uses it up to GEMV_AUTO_MAX_M tokens (measured,
+# see benchmarks/gemm/RESULTS.md), unless tuning (TUNED_METHOD) chose otherwise for a shape.
+GEMV_MAX_M = 4
+GEMV_AUTO_MAX_M = 1
 
 # layout name -> (spec name, default decode)
 _LAYOUTS = {"awq": "lop3", "logical": "shift", "gptq": "shift", "gptq-v2": "shift"}
@@ -38,6 +45,7 @@ _CODES = {("awq", "lop3"): 0, ("logical", "lop3"): 1, ("logical", "shift"): 2, (
           ("gptq-v2", "shift"): 3}
 
 _GEMM_SRC = "w4a16_gemm.cu"
+_GEMV_SRC = "w4a16_gemv.cu"
 _DEQUANT_SRC = "w4a16_dequant.cu"
 
 
@@ -261,16 +269,47 @@ class _Prepared:
     def skinny_ok(self) -> bool:
         return self.g_idx is None and (self.G % 32 == 0 or self.G == self.K)
 
+    @property
+    def gemv_ok(self) -> bool:
+        """The GEMV kernel's batches of <= 8 rows must not cross a group: the same rule as the skinny kernel."""
+        return self.skinny_ok
+
 
 def pick_method(M: int, prepared_or_none=None) -> str:
-    if prepared_or_none is not None and not prepared_or_none.skinny_ok:
+    """The method gemm_packed(method="auto") runs for M tokens: "gemv" up to GEMV_AUTO_MAX_M tokens, "skinny"
+    up to SKINNY_MAX_M, else "dequant"; act-order or odd group sizes always "dequant"; a shape tuned by
+    awqfmt.gpu.bench (TUNED_METHOD) gets the method measured fastest for it."""
+    p = prepared_or_none
+    if p is not None and not p.skinny_ok:
         return "dequant"
+    if p is not None and M <= GEMV_MAX_M:
+        tuned = TUNED_METHOD.get(gemv_key(p, M))
+        if tuned:
+            return tuned
+    if M <= GEMV_AUTO_MAX_M:
+        return "gemv"
     return "skinny" if M <= SKINNY_MAX_M else "dequant"
 
 
 # Skinny-kernel configurations found best for a (layout code, K, N, group, M bucket), filled by tune()
 # (awqfmt.gpu.bench) or by hand; consulted when gemm_packed gets no config.
 TUNED: dict[tuple, dict] = {}
+# GEMV configurations and the faster of gemv / skinny per (layout code, K, N, group, bf16, M), M <= GEMV_MAX_M,
+# filled by awqfmt.gpu.bench.tune_small.
+TUNED_GEMV: dict[tuple, dict] = {}
+TUNED_METHOD: dict[tuple, str] = {}
+
+
+def gemv_key(p: "_Prepared", M: int) -> tuple:
+    return (p.code, p.K, p.N, p.G, int(p.bf16), int(M))
+
+
+def gemv_candidate_configs(M: int) -> list[dict]:
+    """GEMV configurations worth timing: vw words (8 * vw columns) per thread and row, fl rows per fp16
+    batch, pf 0/1 (next batch loaded before the current one is computed), waves of resident blocks."""
+    return [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 1, "waves": 4},
+            {"vw": 1, "fl": 8, "pf": 1, "waves": 1}, {"vw": 1, "fl": 8, "pf": 0, "waves": 2},
+            {"vw": 2, "fl": 4, "pf": 1, "waves": 2}, {"vw": 4, "fl": 4, "pf": 0, "waves": 1}]
 
 
 def m_bucket(M: int) -> int:
@@ -385,6 +424,41 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     return {"kernel": name, "grid": grid, "units_per_split": ups, "chunk_units": CH, "shared_mem": dyn}
 
 
+def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
+    cfg = {"vw": 2, "fl": 8, "pf": 1, "waves": 1}
+    if config is None:
+        config = TUNED_GEMV.get(gemv_key(p, M))
+    if config:
+        cfg.update(config)
+    vw, fl, pf = int(cfg["vw"]), int(cfg["fl"]), int(cfg["pf"])
+    if vw not in (1, 2, 4) or fl not in (2, 4, 8) or pf not in (0, 1) or not 1 <= M <= GEMV_MAX_M:
+        raise GemmError(f"bad gemv config {cfg} or M={M} (vw 1/2/4, fl 2/4/8, pf 0/1, M 1..{GEMV_MAX_M})")
+    if p.gptq:
+        fl = 8  # a GPTQ batch is one packed word row
+    K, N = p.K, p.N
+    # a thread's vw words are loaded as one vector and are all inside N or all outside
+    while vw > 1 and ((N // 8) % vw or p.qw.data.ptr % (4 * vw) or p.qz.data.ptr % (4 * vw)):
+        vw //= 2
+    name = f"w4a16_gemv<{p.code},{int(p.bf16)},{p.zoff},{M},{vw},{fl},{pf}>"
+    kern = _kernel(_GEMV_SRC, name)
+    col_tiles = -(-N // 256)
+    rt = 8 * vw  # row-threads per block
+    rpt = int(cfg.get("rpt") or 0)
+    if rpt <= 0:
+        target = cfg.get("target_blocks") or float(cfg.get("waves", 1)) * _sm_count() * _blocks_per_sm(kern)
+        splits = max(1, int(round(target / col_tiles)))
+        rpt = -(-K // (splits * rt))
+    rpt = -(-rpt // fl) * fl  # whole batches: every batch starts at a multiple of fl, inside one group
+    splits = -(-K // (rt * rpt))
+    if splits > 65535:
+        raise GemmError(f"gemv: {splits} K splits is too many (rpt={rpt})")
+    ws, ct = _workspace(M * N, col_tiles)
+    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.G), np.int32(rpt))
+    grid = (col_tiles, splits, 1)
+    _launch(kern, grid, (256,), args, name)
+    return {"kernel": name, "grid": grid, "rows_per_thread": rpt}
+
+
 def _run_dequant(p: _Prepared, W) -> str:
     code = p.code
     name = f"w4_dequant<{code},{int(p.bf16)},{p.zoff},{int(p.g_idx is not None)}>"
@@ -422,8 +496,9 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     as numpy or cupy arrays (the spec's short names). x: [M, K] or [K] (converted to fp16).
     scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
-    decode: "lop3" | "shift" (only "logical" has both). config: skinny-kernel overrides {wc, nt, pf,
-    target_blocks}. info: if a dict is passed, it receives what ran.
+    decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
+    {wc, nt, pf, chk, target_blocks}; gemv: {vw, fl, pf, waves, rpt, target_blocks}). method "gemv" takes
+    1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
     """
     cp = _cupy()
     p = tensors if isinstance(tensors, _Prepared) else _Prepared(
@@ -445,7 +520,13 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
         return y
     if method == "auto":
         method = pick_method(M, p)
-    if method == "skinny":
+    if method == "gemv":
+        if not p.gemv_ok:
+            raise GemmError("the gemv kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
+        if M > GEMV_MAX_M:
+            raise GemmError(f"the gemv kernel takes at most {GEMV_MAX_M} tokens (got M={M}); use skinny")
+        ran = _run_gemv(p, xd, y, M, config)
+    elif method == "skinny":
         if not p.skinny_ok:
             raise GemmError("the skinny kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
         ran = _run_skinny(p, xd, y, M, config)
@@ -457,7 +538,7 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
         except Exception as exc:
             raise GemmError(f"cupy.matmul failed: {exc}") from exc
     else:
-        raise GemmError(f"unknown method {method!r} (auto, skinny, dequant)")
+        raise GemmError(f"unknown method {method!r} (auto, gemv, skinny, dequant)")
     _check(check)
     if info is not None:
         info.update(ran, method=method)
@@ -477,6 +558,7 @@ def bytes_moved(K: int, N: int, M: int, group_size: int) -> int:
     return K * N // 2 + n_g * N // 2 + n_g * N * 2 + M * K * 2 + M * N * 2
 
 
-__all__ = ["GemmError", "SKINNY_MAX_M", "TUNED", "bytes_moved", "candidate_configs", "m_bucket", "tuning_key", "dequantize_packed", "gemm_packed", "gpu_available",
+__all__ = ["GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemmError", "SKINNY_MAX_M", "TUNED", "TUNED_GEMV", "TUNED_METHOD",
+           "bytes_moved", "gemv_candidate_configs", "gemv_key", "candidate_configs", "m_bucket", "tuning_key", "dequantize_packed", "gemm_packed", "gpu_available",
            "kernels_dir", "pick_method", "prepare"]
 

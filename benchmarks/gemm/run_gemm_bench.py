@@ -36,16 +36,17 @@ def write_markdown(path: Path, doc: dict) -> None:
              f"{', torch ' + info['torch_version'] if 'torch_version' in info else ''}. "
              f"Device-to-device copy: {doc['copy_bandwidth'] / 1e12:.2f} TB/s (bytes read + written).\n")
     L.append("Method: fp16 x [M, K] times 4-bit weights, group size 128, random data (codes 0-15, zeros 1-15, scales "
-             "0.001-0.021). Times are medians of CUDA-event-timed samples after warm-up: the skinny kernels and "
-             "`torch.matmul` as CUDA-graph replays of 10 launches (no launch gaps); `cupy.matmul` and the "
+             "0.001-0.021). Times are medians of CUDA-event-timed samples after warm-up: the GEMV and skinny kernels "
+             "and `torch.matmul` as CUDA-graph replays of 10 launches (no launch gaps); `cupy.matmul` and the "
              "dequantize + `cupy.matmul` path as 10 back-to-back launches, because CuPy refuses cuBLAS calls during "
              "stream capture (those kernels run 14 us to 3 ms, so launch gaps matter little there, and at small M "
              "the graph-timed torch baseline is the faster one and is used). L2 is **not flushed**; instead "
              "consecutive launches read different copies of the weights (working set >= 3x L2), so weights stream "
              "from HBM, for cuBLAS as for our kernels. "
              "cuBLAS fp16 = the faster of `cupy.matmul` (timed before and after our kernels, faster kept) and "
-             "`torch.matmul` on a random fp16 [K, N] matrix, in the same run. Skinny-kernel tile configuration: "
-             "each layout tuned on its own (`tune_skinny`, same candidates for all). `BW/copy` = fewest bytes the "
+             "`torch.matmul` on a random fp16 [K, N] matrix, in the same run. Small-M kernels: "
+             "each layout tuned on its own (`tune_small`: the skinny kernel's candidates, and for M <= 4 the GEMV's, "
+             "same candidates for all layouts; `method=\"auto\"` then runs the faster of the two for that shape). `BW/copy` = fewest bytes the "
              "W4A16 GEMM must move (packed weights, zeros, scales, x, y) / time, as a fraction of the copy rate.\n")
     L.append(f"Targets (speed-up over cuBLAS fp16): M=1 >= 3x, M=16 >= 2.5x, M=4096 >= 0.9x. "
              f"**{summ['targets_met']} of {summ['targets_checked']} met.**"
@@ -87,6 +88,39 @@ def write_markdown(path: Path, doc: dict) -> None:
                 + " us more than their sum. cuBLAS itself moved by up to 7% between runs of the same shape "
                 "(e.g. 28672x8192, M=4096: 2.50-2.68 ms), so results near 0.9x move with run-to-run noise "
                 "(benchmarks/gemm/NOTES.md lists every run).\n")
+    few = sorted([r for r in rows + doc.get("extra_rows", []) if r.get("awq_gemv_ms") and r.get("awq_skinny_ms")],
+                 key=lambda r: (r["K"] * r["N"], r["K"], r["M"]))
+    if few:
+        L.append("## Few tokens: CUDA-core GEMV vs tensor-core skinny kernel (AWQ)\n")
+        L.append("Both kernels timed on the same data in the same run, each with its own tuned configuration "
+                 "(`x cuBLAS` = cuBLAS fp16 time / kernel time; `BW/copy` of the GEMV). M = 2 and 4 are extra rows, "
+                 "AWQ only.\n")
+        L.append("| K x N | M | cuBLAS ms | GEMV ms | x cuBLAS | skinny ms | x cuBLAS | GEMV / skinny | GEMV BW/copy | "
+                 "GEMV config (vw, fl, pf, waves) |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        bw_of = doc["copy_bandwidth"]
+        for r in few:
+            g, k, c = r["awq_gemv_ms"], r["awq_skinny_ms"], r["cublas_ms"]
+            gc = r.get("awq_gemv_config") or {}
+            L.append(f"| {r['K']}x{r['N']} | {r['M']} | {c:.4f} | {g:.4f} | {c / g:.2f} | {k:.4f} | {c / k:.2f} | "
+                     f"{g / k:.3f} | {r['bytes'] / (g * 1e-3) / bw_of:.2f} | "
+                     f"{gc.get('vw')}, {gc.get('fl')}, {gc.get('pf')}, {gc.get('waves')} |")
+        L.append("")
+        one = [r for r in few if r["M"] == 1]
+        more = [r for r in few if r["M"] > 1]
+        if one:
+            L.append(f"At M = 1 the GEMV takes {min(r['awq_gemv_ms'] / r['awq_skinny_ms'] for r in one):.2f}-"
+                     f"{max(r['awq_gemv_ms'] / r['awq_skinny_ms'] for r in one):.2f}x the skinny kernel's time"
+                     + (f"; at M = {', '.join(str(m) for m in sorted({r['M'] for r in more}))} it takes "
+                        f"{min(r['awq_gemv_ms'] / r['awq_skinny_ms'] for r in more):.2f}-"
+                        f"{max(r['awq_gemv_ms'] / r['awq_skinny_ms'] for r in more):.2f}x (its HFMA2 work grows with "
+                        "every token, while the skinny kernel's 8-token mma covers 2-8 tokens at the cost of one)"
+                        if more else "")
+                     + ". So `method=\"auto\"` runs the GEMV for M = 1 only (`GEMV_AUTO_MAX_M`), the skinny kernel up "
+                     "to M = 64. The GEMV accumulates (q - z) * x in fp16 over batches of 8 rows, then in fp32: its "
+                     f"relative error here is {min(r['rel_err'] for r in one):.1e}-{max(r['rel_err'] for r in one):.1e} "
+                     "(skinny kernel: ~2e-4; the tests' bound: 2e-3).\n")
+
     cfgs = [(r['K'], r['N'], r['M'], r.get('awq_config')) for r in rows if r.get('awq_config')]
     if cfgs:
         L.append("Skinny-kernel configuration chosen for AWQ (wc: 8*wc columns per thread, nt: 8*nt tokens per "
@@ -95,7 +129,23 @@ def write_markdown(path: Path, doc: dict) -> None:
                  "; ".join(f"{k}x{n} M={m}: wc={c['wc']} nt={c['nt']} pf={c['pf']} chk={c.get('chk', 1)}"
                            + (f" x{c['sm_mult']} SMs" if c.get('sm_mult') else "") for k, n, m, c in cfgs) + ".\n")
 
-    sk = [r for r in rows if r.get("method") == "skinny"]
+    def ratios(rs, v, meth):
+        """natural-order (or GPTQ) time / AWQ time of one kernel, per row."""
+        out = []
+        for r in rs:
+            val = r.get(f"{v}_{meth}_over_awq")
+            if val is None and r.get("method") == meth:
+                val = r.get(f"{v}_over_awq")
+            if val is not None:
+                out.append(val)
+        return out
+
+    def stat(vals):
+        return f"median **{_med(vals):.3f}x** (range {min(vals):.3f}-{max(vals):.3f})"
+
+    small = [r for r in rows if r["M"] <= 64]
+    gv = {v: ratios(small, v, "gemv") for v in ("logical", "logical_lop3", "gptq")}
+    sk = {v: ratios(small, v, "skinny") for v in ("logical", "logical_lop3", "gptq")}
     dq = [r for r in rows if r.get("method") == "dequant"]
     L.append("## Why [0, 2, 4, 6, 1, 3, 5, 7], and what it buys here\n")
     L.append(
@@ -109,40 +159,52 @@ def write_markdown(path: Path, doc: dict) -> None:
     L.append(
         "Measured here on identical data (same logical weights packed both ways, each layout's kernel tuned on "
         "its own):\n")
-    if sk:
-        L.append(f"- Skinny tensor-core kernel (M <= {max(r['M'] for r in sk)}), natural order decoded with shifts and "
-                 f"masks: median **{_med([r.get('logical_over_awq') for r in sk]):.3f}x** the AWQ kernel's time "
-                 f"(range {min(r['logical_over_awq'] for r in sk):.3f}-{max(r['logical_over_awq'] for r in sk):.3f}); "
-                 f"natural order decoded with the same lop3 trick: median "
-                 f"**{_med([r.get('logical_lop3_over_awq') for r in sk]):.3f}x** "
-                 f"(range {min(r['logical_lop3_over_awq'] for r in sk):.3f}-"
-                 f"{max(r['logical_lop3_over_awq'] for r in sk):.3f}).")
+    if gv["logical"]:
+        L.append("- CUDA-core GEMV (M = 1; it builds `half2` pairs of adjacent columns, the case the interleave was "
+                 f"made for), natural order decoded with shifts and masks: {stat(gv['logical'])} the AWQ GEMV's time; "
+                 f"natural order with a byte permute (`prmt`) per pair + the same lop3: {stat(gv['logical_lop3'])}"
+                 + (f"; GPTQ words (8 k of one column: two columns byte-permuted together, then lop3): "
+                    f"{stat(gv['gptq'])}" if gv["gptq"] else "") + ".")
+    if sk["logical"]:
+        L.append(f"- Skinny tensor-core kernel (M = 1 and 16; k-pairs of one column), natural order decoded with shifts "
+                 f"and masks: {stat(sk['logical'])} the AWQ kernel's time; natural order decoded with the same lop3 "
+                 f"trick: {stat(sk['logical_lop3'])}.")
     if dq:
         L.append(f"- Dequantize + cuBLAS path (M >= {min(r['M'] for r in dq)}), natural order with shifts and masks: "
                  f"median **{_med([r.get('logical_over_awq') for r in dq]):.3f}x** the AWQ time; natural order with "
                  f"byte permutes + lop3: median **{_med([r.get('logical_lop3_over_awq') for r in dq]):.3f}x**.")
     L.append("")
-    if sk:
-        bw = [r["bw_frac"] for r in sk]
+    if gv["logical"] and sk["logical"]:
+        g_l3, g_sh = _med(gv["logical_lop3"]), _med(gv["logical"])
+        s_l3, s_sh = _med(sk["logical_lop3"]), _med(sk["logical"])
+        gbw = [r["bw_frac"] for r in rows if r.get("method") == "gemv"]
         L.append(
-            "Reading. The tensor-core kernel needs the opposite pairing: an `mma.m16n8k16` A-fragment register "
-            "holds two *k* values of one output column, not two columns. So it byte-permutes two rows' words "
-            "together (`prmt`, two per 16 values) and the four `lop3` steps then give k-pairs of one column each; "
-            "which column a nibble holds is only a compile-time table. On that path the interleave buys nothing: "
-            f"natural order through the same decoder runs at {_med([r.get('logical_lop3_over_awq') for r in sk]):.3f}x "
-            "the AWQ time. What a shift-and-mask decoder costs is real, "
-            f"{_med([r.get('logical_over_awq') for r in sk]):.2f}x: this kernel is limited by instruction issue "
-            f"more than by HBM at these sizes (it reaches {min(bw):.2f}-{max(bw):.2f} of the copy rate), so every "
-            "decode instruction shows in the time. Where N-adjacent pairs are built (the dequantize kernel of the "
-            "large-M path), AWQ order saves the shuffles, but that kernel is memory-bound (see the dequantize "
-            "columns above: AWQ vs natural order timed alone) and the cuBLAS GEMM after it dominates.\n")
+            "Reading. The GEMV decodes each word into four `half2` pairs of adjacent columns, subtracts the zero "
+            "pair (`hsub2`) and does one `HFMA2` per pair and token: per 8 weights AWQ order costs 3 shifts + 4 "
+            "`lop3`, natural order 1 shift + 4 `prmt` + 4 `lop3` (two more instructions, ~13% more per word "
+            f"with the hsub2/HFMA2), or a shift-and-mask decode. Measured, the natural-order GEMV takes {g_l3:.3f}x "
+            f"the AWQ time with `prmt` + `lop3` and {g_sh:.3f}x with shifts and masks: at "
+            + (f"{min(gbw):.2f}-{max(gbw):.2f} of the copy rate" if gbw else "its fraction of the copy rate")
+            + " the GEMV is near, not at, the memory bound, so decode instructions still show."
+            + (f" GPTQ words (packed along K) reach the same adjacent-column pairs with one `prmt` per two words "
+               f"and 4 rows instead of one per pair, and run at {_med(gv['gptq']):.3f}x the AWQ time: the cost is "
+               "the per-pair byte permute, which the interleave removes." if gv["gptq"] else "")
+            + " The tensor-core kernel needs the "
+            "opposite pairing: an `mma.m16n8k16` A-fragment register holds two *k* values of one output column, "
+            "not two columns. So it byte-permutes two rows' words together (`prmt`, two per 16 values) and the four "
+            "`lop3` steps then give k-pairs of one column each; which column a nibble holds is only a compile-time "
+            f"table, and natural order through the same decoder runs at {s_l3:.3f}x the AWQ time (the shift-and-mask "
+            f"decoder: {s_sh:.2f}x). The dequantize kernel of the large-M path builds adjacent-column pairs too, but "
+            "it is memory-bound and the cuBLAS GEMM after it dominates.\n")
         L.append(
-            "Answer: `[0,2,4,6,1,3,5,7]` exists so that FasterTransformer-style dequantizers get `half2` pairs of "
-            "adjacent columns from one `lop3` each. On this H100, a K-paired tensor-core kernel gets the same speed "
-            "from natural order (one extra `prmt` per two words, already paid by both), so the order buys ~0% "
-            "here; the lop3 / magic-number conversion itself (vs. shifts and masks) is what is worth "
-            f"{(_med([r.get('logical_over_awq') for r in sk]) - 1) * 100:.0f}%. A converter may repack between "
-            "orders freely.\n")
+            "Answer: `[0,2,4,6,1,3,5,7]` exists so that a dequantizer that builds `half2` pairs of adjacent columns "
+            "(FasterTransformer-style kernels, and the M = 1 GEMV here) gets each pair from one `lop3`, with no byte "
+            f"shuffles. On this H100 that buys {(g_l3 - 1) * 100:.0f}% in the M = 1 GEMV (against natural order with "
+            f"the cheapest decoder, `prmt` + `lop3`) and ~{abs(s_l3 - 1) * 100:.0f}% in the K-paired tensor-core "
+            "kernel and the dequantize kernel; the lop3 / magic-number conversion itself (against shifts and masks) "
+            f"is worth {(g_sh - 1) * 100:.0f}% (GEMV) and {(s_sh - 1) * 100:.0f}% (tensor-core kernel). A converter "
+            "may repack between orders freely; a kernel that pairs columns on natural-order words pays a few "
+            "percent at decode time.\n")
     path.write_text("\n".join(L))
 
 
@@ -151,6 +213,8 @@ def main() -> int:
     ap.add_argument("--out-dir", default=str(HERE))
     ap.add_argument("--reps", type=int, default=100)
     ap.add_argument("--quick", action="store_true", help="two small shapes, M in {1, 16}")
+    ap.add_argument("--extra-ms", default="2,4",
+                    help="more token counts, AWQ only (GEMV vs skinny crossover), comma-separated; '' for none")
     args = ap.parse_args()
 
     from awqfmt.gpu import gpu_available
@@ -163,21 +227,29 @@ def main() -> int:
     shapes, ms = DEFAULT_SHAPES, DEFAULT_MS
     if args.quick:
         shapes, ms = [(4096, 4096)], [1, 16]
+    extra_ms = [int(m) for m in args.extra_ms.split(",") if m.strip()]
     info = device_info()
     bw = measure_copy_bandwidth()
     print(f"{info['name']}: copy {bw / 1e12:.2f} TB/s", flush=True)
-    rows = run_bench(shapes, ms, group_size=128, reps=args.reps, copy_bandwidth=bw,
-                     progress=lambda m: print(m, flush=True))
-    summ = summarize(rows)
-    doc = {"date": now_utc(), "device": info, "copy_bandwidth": bw, "group_size": 128, "reps": args.reps,
-           "timing": "median of CUDA-graph replays (10 launches each), CUDA events, L2 not flushed, weights rotated "
-                     "through copies totalling >= 3x L2", "summary": summ, "rows": rows}
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(doc, indent=1, default=str))
+    rows: list[dict] = []
+    extra: list[dict] = []
+    doc: dict = {}
+    for shape in shapes:  # results.json is rewritten after each shape: a run cut short keeps what it measured
+        rows += run_bench([shape], ms, group_size=128, reps=args.reps, copy_bandwidth=bw,
+                          progress=lambda m: print(m, flush=True))
+        if extra_ms:
+            extra += run_bench([shape], extra_ms, group_size=128, reps=args.reps, copy_bandwidth=bw, variants=("awq",),
+                               progress=lambda m: print(m, flush=True))
+        doc = {"date": now_utc(), "device": info, "copy_bandwidth": bw, "group_size": 128, "reps": args.reps,
+               "timing": "median of CUDA-graph replays (10 launches each), CUDA events, L2 not flushed, weights "
+                         "rotated through copies totalling >= 3x L2", "summary": summarize(rows), "rows": rows,
+               "extra_rows": extra}
+        (out / "results.json").write_text(json.dumps(doc, indent=1, default=str))
     write_markdown(out / "RESULTS.md", doc)
     render_table(rows, copy_bw=bw)
-    print(json.dumps(summ, indent=1))
+    print(json.dumps(doc["summary"], indent=1))
     return 0
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from awqfmt.dtypes import from_float32
 from awqfmt.gpu import GemmError, gemm_packed, gpu_available
+from awqfmt.gpu.gemm import GEMV_AUTO_MAX_M, GEMV_MAX_M, gemv_candidate_configs
 from awqfmt.logical import LogicalModule, encode
 from awqfmt.spec import get_spec
 
@@ -77,11 +78,45 @@ def test_layout_group_method(layout, G, M, method):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("method", ["skinny", "dequant"])
+@pytest.mark.parametrize("G", GROUPS)
+@pytest.mark.parametrize("M", list(range(1, GEMV_MAX_M + 1)))
+def test_gemv_layout_group(layout, G, M):
+    """The CUDA-core GEMV, every layout and group size, 1-4 tokens; N/8 = 33 words forces 1 word per thread."""
+    rng, seed = _rng()
+    module = make_module(rng, 512, 264, G, layout=layout)
+    _, info = run_case(layout, module, M, method="gemv", rng=rng, seed=seed)
+    assert info["kernel"].startswith("w4a16_gemv<")
+
+
+@pytest.mark.parametrize("config", gemv_candidate_configs(1) + [
+    {"vw": 4, "fl": 8, "pf": 1, "rpt": 8},           # smallest K slice: many splits
+    {"vw": 2, "fl": 2, "pf": 0, "rpt": 24},          # rpt not a multiple of the group
+    {"vw": 1, "fl": 4, "pf": 1, "target_blocks": 1},  # no K split: the block writes y directly
+    {"vw": 2, "fl": 8, "pf": 1, "rpt": 100000}])
+@pytest.mark.parametrize("layout", ["awq", "gptq"])  # the two load paths (natural order differs only in decode)
+def test_gemv_configs(config, layout):
+    rng, seed = _rng()
+    module = make_module(rng, 2048, 1024, 128, layout=layout)
+    for M in ((1, 3) if layout == "awq" else (1,)):
+        run_case(layout, module, M, method="gemv", config=config, rng=rng, seed=seed)
+
+
+def test_auto_uses_gemv_for_few_tokens():
+    rng, seed = _rng()
+    module = make_module(rng, 1024, 512, 128)
+    for M in range(1, GEMV_AUTO_MAX_M + 1):
+        _, info = run_case("awq", module, M, rng=rng, seed=seed)
+        assert info["method"] == "gemv", info
+    _, info = run_case("awq", module, GEMV_MAX_M + 1, rng=rng, seed=seed)
+    assert info["method"] == "skinny", info
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("method", ["gemv", "skinny", "dequant"])
 def test_bf16_scales(layout, method):
     rng, seed = _rng()
     module = make_module(rng, 768, 320, 64, layout=layout, bf16=True)
-    for M in (1, 9):
+    for M in ((1, 4) if method == "gemv" else (1, 9)):
         run_case(layout, module, M, method=method, rng=rng, seed=seed)
 
 
@@ -98,11 +133,11 @@ def test_act_order(layout, G, M):
 
 @pytest.mark.parametrize("layout,K", [("awq", 100), ("logical", 100), ("awq", 72), ("logical", 8), ("gptq", 104),
                                       ("gptq-v2", 8)])
-@pytest.mark.parametrize("method", ["skinny", "dequant"])
+@pytest.mark.parametrize("method", ["gemv", "skinny", "dequant"])
 def test_odd_k_one_group(layout, K, method):
     rng, seed = _rng()
     module = make_module(rng, K, 136, -1, layout=layout)
-    for M in (1, 3, 17):
+    for M in ((1, 2, 3) if method == "gemv" else (1, 3, 17)):
         run_case(layout, module, M, method=method, rng=rng, seed=seed)
 
 
@@ -113,6 +148,14 @@ def test_large_shapes(layout, K, N, M):
     rng, seed = _rng()
     module = make_module(rng, K, N, 128, layout=layout)
     run_case(layout, module, M, rng=rng, seed=seed)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("K,N,M", [(4096, 4096, 1), (11008, 2048, 2), (2048, 11008, 4)])
+def test_large_shapes_gemv(layout, K, N, M):
+    rng, seed = _rng()
+    module = make_module(rng, K, N, 128, layout=layout)
+    run_case(layout, module, M, method="gemv", rng=rng, seed=seed)
 
 
 @pytest.mark.parametrize("config", [{"wc": 4, "nt": 1, "pf": 1, "chk": 0}, {"wc": 1, "nt": 1, "pf": 2, "chk": 1},
@@ -149,7 +192,9 @@ def test_repeated_launches_keep_workspace_clean():
     b = make_module(rng, 1024, 2048, 64, layout="gptq")
     for _ in range(3):
         run_case("awq", a, 3, method="skinny", rng=rng, seed=seed)
+        run_case("awq", a, 2, method="gemv", rng=rng, seed=seed)
         run_case("gptq", b, 12, method="skinny", rng=rng, seed=seed)
+        run_case("gptq", b, 1, method="gemv", rng=rng, seed=seed)
 
 
 def test_awq_and_logical_agree_on_identical_data():
@@ -179,3 +224,7 @@ def test_errors_are_clear():
         gemm_packed("awq", tensors, np.zeros((1, 100), np.float16), group_size=32)
     with pytest.raises(GemmError):
         gemm_packed("awq", tensors, x, group_size=48)
+    with pytest.raises(GemmError, match="at most"):
+        gemm_packed("awq", tensors, np.zeros((GEMV_MAX_M + 1, 256), np.float16), group_size=32, method="gemv")
+    with pytest.raises(GemmError):
+        gemm_packed("awq", tensors, x, group_size=32, method="gemv", config={"vw": 3})
