@@ -32,7 +32,7 @@ from .findings import Finding, Severity, error, sort_findings, warning
 from .logical import DecodeError, LogicalModule, decode
 from .modules import Fit, QuantModule, choose_layout, fit_module, group_modules
 from .reference_compare import OriginalWeights, ReferenceModule, compare_with_original
-from .verify_backends import Backend, BackendCannotRun, NumpyBackend, select_backend
+from .verify_backends import Backend, BackendCannotRun, BackendFailed, NumpyBackend, select_backend
 
 TOLERANCE = 2e-3
 DEFAULT_TOKENS = 8
@@ -274,10 +274,16 @@ def _run_packed(backend: Backend, fallback: Backend, src: _Source, loaded: _Load
             chosen.gemm(fit.spec, loaded.tensors, loaded.dtype_names, fit.bits, fit.G, x)
         t0 = time.perf_counter()
         y = chosen.gemm(fit.spec, loaded.tensors, loaded.dtype_names, fit.bits, fit.G, x)
-    except BackendCannotRun as exc:
-        notes.append(warning("verify.backend-fallback", f"the {chosen.name} backend cannot run this module ({exc}); "
-                             f"verified on {fallback.name} instead", hint="a kernel gap, not a checkpoint defect",
-                             module=src.name))
+    except (BackendCannotRun, BackendFailed) as exc:
+        if isinstance(exc, BackendFailed):
+            notes.append(error("verify.kernel-failed", f"the {chosen.name} kernel failed on this module: {exc}",
+                               hint="a kernel or driver failure on this machine (rerun with AWQFMT_DEBUG=1 and report it); "
+                                    f"the module was verified on {fallback.name} so the checkpoint itself is still judged",
+                               module=src.name))
+        else:
+            notes.append(warning("verify.backend-fallback", f"the {chosen.name} backend cannot run this module ({exc}); "
+                                 f"verified on {fallback.name} instead", hint="a kernel gap, not a checkpoint defect",
+                                 module=src.name))
         chosen = fallback
         t0 = time.perf_counter()
         y = chosen.gemm(fit.spec, loaded.tensors, loaded.dtype_names, fit.bits, fit.G, x)

@@ -24,12 +24,14 @@ from .logical import infer_dims
 from .spec import LayoutSpec, Packing, TensorSpec
 
 BACKEND_CHOICES = ("auto", "cupy", "numpy")
-GPU_LAYOUTS = ("awq", "logical", "gptq", "gptq-v2")  # what awqfmt.gpu.gemm_packed implements, at 4 bits
-GPU_BITS = (4,)
 
 
 class BackendUnavailable(Exception):
     """The requested backend cannot run here (no GPU, no CuPy): a usage error."""
+
+
+class BackendFailed(Exception):
+    """The backend has a kernel for the module but running it failed (compile, launch, device error)."""
 
 
 class BackendCannotRun(Exception):
@@ -182,7 +184,7 @@ class CupyBackend:
         self._gpu = gpu
 
     def supports(self, spec: LayoutSpec, bits: int) -> bool:
-        return spec.name in GPU_LAYOUTS and bits in GPU_BITS
+        return self._gpu.supports(spec.name, bits)
 
     def gemm(self, spec, tensors, dtype_names, bits, group_size, x):
         st = spec.tensor("scales")
@@ -190,8 +192,10 @@ class CupyBackend:
         try:
             y = self._gpu.gemm_packed(spec.name, stored, np.ascontiguousarray(x, dtype=np.float16), bits=bits,
                                       group_size=group_size, scale_dtype=dtype_names[st.name], zero_offset=spec.zero_offset)
-        except self._gpu.GemmError as exc:
+        except self._gpu.GemmUnsupported as exc:
             raise BackendCannotRun(str(exc)) from exc
+        except self._gpu.GemmError as exc:  # a compile or launch failure: the kernel is broken here, not a gap
+            raise BackendFailed(str(exc)) from exc
         y = y.get() if hasattr(y, "get") else y  # a cupy array: copy back (this also waits for the kernel)
         return np.asarray(y, dtype=np.float32)
 

@@ -324,6 +324,26 @@ def test_a_backend_that_cannot_run_a_module_falls_back_to_numpy_with_a_warning()
     assert Picky.calls == 12 * 2 + 2  # warm-up + timed call on the 12 it runs, one refused call each on the other 2
 
 
+def test_a_kernel_that_fails_to_launch_is_an_error_not_a_silent_fallback():
+    from awqfmt.verify_backends import BackendFailed
+
+    class Broken(NumpyBackend):
+        name = "broken"
+
+        def gemm(self, spec, tensors, dtype_names, bits, group_size, x):
+            if tensors["qweight"].shape[0] == 512:  # the down_proj modules (K = 512)
+                raise BackendFailed("launching w4a16_gemm failed: cudaErrorIllegalAddress")
+            return super().gemm(spec, tensors, dtype_names, bits, group_size, x)
+
+    result = verify_path(TINY, backend=Broken())
+    assert not result.ok
+    failed = ["model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj"]
+    assert result.failed_modules == failed
+    errors = [(f.code, f.module) for f in result.findings if f.severity.value == "error"]
+    assert errors == [("verify.kernel-failed", m) for m in failed]
+    assert all(m.run.backend == "numpy" for m in result.modules if m.name in failed)  # still judged on numpy
+
+
 def test_inf_scale_is_reported_as_a_nonfinite_reference(tmp_path):
     bad = "model.layers.0.self_attn.q_proj"
 

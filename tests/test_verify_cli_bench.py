@@ -28,3 +28,13 @@ def test_bench_rejects_bad_options_before_touching_the_gpu(monkeypatch, args, me
     out = runner.invoke(app, ["bench", *args], terminal_width=200)
     assert out.exit_code == 2, out.output
     assert message in out.output
+
+
+def test_gpu_kernel_coverage_is_declared_once_by_awqfmt_gpu():
+    from awqfmt import gpu
+    from awqfmt.gpu.gemm import GemmError, GemmUnsupported
+
+    assert [name for name in ("awq", "logical", "gptq", "gptq-v2", "compressed-tensors", "unpacked") if gpu.supports(name, 4)] == \
+        ["awq", "logical", "gptq", "gptq-v2"]
+    assert not gpu.supports("awq", 8) and not gpu.supports("gptq", 3)
+    assert issubclass(GemmUnsupported, GemmError)  # verify falls back on GemmUnsupported only

@@ -6,11 +6,14 @@ launch can work here (never raises).
 
 from .gemm import (
     GemmError,
+    GemmUnsupported,
     dequantize_packed,
     gemm_packed,
     gpu_available,
     kernels_dir,
     pick_method,
+    supports,
 )
 
-__all__ = ["GemmError", "dequantize_packed", "gemm_packed", "gpu_available", "kernels_dir", "pick_method"]
+__all__ = ["GemmError", "GemmUnsupported", "dequantize_packed", "gemm_packed", "gpu_available", "kernels_dir", "pick_method",
+           "supports"]

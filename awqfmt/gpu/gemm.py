@@ -50,7 +50,17 @@ _DEQUANT_SRC = "w4a16_dequant.cu"
 
 
 class GemmError(RuntimeError):
-    """Bad arguments for a kernel, or the GPU/CuPy is not usable."""
+    """Bad arguments for a kernel, a failed compile or launch, or the GPU/CuPy is not usable."""
+
+
+class GemmUnsupported(GemmError):
+    """The kernels do not cover this module (layout, bit width, group size, act-order): a gap, not a failure.
+    Callers such as `awqfmt verify` fall back to another backend on this and only on this."""
+
+
+def supports(layout_name: str, bits: int) -> bool:
+    """Whether some kernel exists for this layout and width (finer limits raise GemmUnsupported at call time)."""
+    return layout_name in _LAYOUTS and bits == 4
 
 
 def gpu_available() -> bool:
@@ -192,11 +202,11 @@ def _scales_dev(s, scale_dtype: str):
 
 def _resolve(layout_name: str, decode: str | None) -> tuple[str, int]:
     if layout_name not in _LAYOUTS:
-        raise GemmError(f"no GPU kernel for layout {layout_name!r} (have: {', '.join(_LAYOUTS)})")
+        raise GemmUnsupported(f"no GPU kernel for layout {layout_name!r} (have: {', '.join(_LAYOUTS)})")
     decode = decode or _LAYOUTS[layout_name]
     code = _CODES.get((layout_name, decode))
     if code is None:
-        raise GemmError(f"layout {layout_name!r} has no {decode!r} decoder")
+        raise GemmUnsupported(f"layout {layout_name!r} has no {decode!r} decoder")
     return layout_name, code
 
 
@@ -216,7 +226,7 @@ class _Prepared:
                  scale_dtype: str, zero_offset: int | None, decode: str | None):
         cp = _cupy()
         if bits != 4:
-            raise GemmError(f"the GPU kernels handle 4-bit weights only (got bits={bits})")
+            raise GemmUnsupported(f"the GPU kernels handle 4-bit weights only (got bits={bits})")
         self.layout, self.code = _resolve(layout_name, decode)
         self.gptq = self.code == 3
         if "qweight" not in tensors or "scales" not in tensors:
@@ -231,10 +241,10 @@ class _Prepared:
             self.K, self.N = self.qw.shape[0], self.qw.shape[1] * 8
         K, N = self.K, self.N
         if N % 8 or self.sc.shape[1] != N:
-            raise GemmError(f"scales have {self.sc.shape[1]} columns, qweight implies N={N} (N must be a multiple of 8)")
+            raise GemmUnsupported(f"scales have {self.sc.shape[1]} columns, qweight implies N={N} (N must be a multiple of 8)")
         G = K if group_size in (-1, 0, None) else int(group_size)
         if G <= 0 or K % G:
-            raise GemmError(f"group_size {group_size} does not divide K={K}")
+            raise GemmUnsupported(f"group_size {group_size} does not divide K={K}")
         self.G = G
         self.n_g = K // G
         if self.sc.shape[0] != self.n_g:
@@ -260,7 +270,7 @@ class _Prepared:
             trivial = cp.arange(K, dtype=cp.int32) // G
             if not bool((gdev == trivial).all()):
                 if not self.gptq:
-                    raise GemmError(f"layout {layout_name} has no g_idx (act-order)")
+                    raise GemmUnsupported(f"layout {layout_name} has no g_idx (act-order)")
                 if int(gdev.min()) < 0 or int(gdev.max()) >= self.n_g:
                     raise GemmError("g_idx values out of range")
                 self.g_idx = cp.ascontiguousarray(gdev)
@@ -522,13 +532,13 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
         method = pick_method(M, p)
     if method == "gemv":
         if not p.gemv_ok:
-            raise GemmError("the gemv kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
+            raise GemmUnsupported("the gemv kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
         if M > GEMV_MAX_M:
-            raise GemmError(f"the gemv kernel takes at most {GEMV_MAX_M} tokens (got M={M}); use skinny")
+            raise GemmUnsupported(f"the gemv kernel takes at most {GEMV_MAX_M} tokens (got M={M}); use skinny")
         ran = _run_gemv(p, xd, y, M, config)
     elif method == "skinny":
         if not p.skinny_ok:
-            raise GemmError("the skinny kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
+            raise GemmUnsupported("the skinny kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
         ran = _run_skinny(p, xd, y, M, config)
     elif method == "dequant":
         W = _dequant_buffer(p.K * p.N).reshape(p.K, p.N)
@@ -558,7 +568,7 @@ def bytes_moved(K: int, N: int, M: int, group_size: int) -> int:
     return K * N // 2 + n_g * N // 2 + n_g * N * 2 + M * K * 2 + M * N * 2
 
 
-__all__ = ["GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemmError", "SKINNY_MAX_M", "TUNED", "TUNED_GEMV", "TUNED_METHOD",
+__all__ = ["GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemmError", "GemmUnsupported", "supports", "SKINNY_MAX_M", "TUNED", "TUNED_GEMV", "TUNED_METHOD",
            "bytes_moved", "gemv_candidate_configs", "gemv_key", "candidate_configs", "m_bucket", "tuning_key", "dequantize_packed", "gemm_packed", "gpu_available",
            "kernels_dir", "pick_method", "prepare"]
 

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from awqfmt.cli import app
 from awqfmt.spec import get_spec
 from awqfmt.verify import TOLERANCE, verify_path
-from awqfmt.verify_backends import GPU_LAYOUTS, gpu_available
+from awqfmt.gpu import supports as gpu_supports
+from awqfmt.verify_backends import gpu_available
 
 from conftest import REAL_CHECKPOINTS
 from verify_support import only, repack_in_order, write_layout
@@ -37,7 +38,7 @@ def _assert_kernel_ran_and_passed(result, seed):
     assert result.backend == "cupy", result.notes
     assert result.ok, (seed, [f.message for f in result.findings])
     for m in result.modules:
-        on_gpu = m.run.layout in GPU_LAYOUTS and m.run.bits == 4
+        on_gpu = gpu_supports(m.run.layout, m.run.bits)
         assert m.run.backend == ("cupy" if on_gpu else "numpy"), (m.name, m.run.layout)
         assert m.run.check.nonfinite == 0 and m.run.check.rel_err <= TOLERANCE, (seed, m.name, m.run.check)
 
@@ -68,7 +69,7 @@ def test_cupy_verify_passes_on_converted_outputs(tmp_path, src_name, layout, sca
     if scale_dtype is None:  # lossless conversion: the two layouts' kernels must agree
         both = verify_path(dst, against=src, backend="cupy", tokens=8, seed=seed)
         _assert_kernel_ran_and_passed(both, seed)
-        assert all(m.against.backend == ("cupy" if m.against.layout in GPU_LAYOUTS else "numpy") for m in both.modules)
+        assert all(m.against.backend == ("cupy" if gpu_supports(m.against.layout, m.against.bits) else "numpy") for m in both.modules)
 
 
 @pytest.mark.parametrize("layout,role,wrong", [("awq", "zeros", tuple(range(8))),
