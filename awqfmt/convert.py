@@ -27,7 +27,7 @@ from .check import CheckResult
 from .checkpoint import Checkpoint, CheckpointNotFound, open_checkpoint
 from .convert_config import side_files, target_config_files
 from .convert_engine import (ConvertUsageError, CopyJob, ModuleFailure, ModuleJob, Options, Reader, ShardJob, SrcTensor,  # noqa: F401
-                             Target, check_with_transient_maps, convert_module, decode_small, dequantize_nk, module_jobs,
+                             Target, check_and_close, convert_module, decode_small, dequantize_nk, module_jobs,
                              resolve_target, run_jobs, src_tensor, with_scale_dtype)
 from .convert_verify import compare_checkpoints
 from .findings import Finding, Severity, error, info, sort_findings, warning
@@ -328,7 +328,7 @@ class _Plan:
 def _preflight(ckpt: Checkpoint, target: Target, scale_dtype, v1_all_ones, force: bool, route: str) -> _Plan:
     notes: list[Finding] = []
     refusals: list[Finding] = []
-    src_check = check_with_transient_maps(ckpt)  # preflight and writing read with pread
+    src_check = check_and_close(ckpt)  # preflight and writing read with pread
     # v1 all-ones fields are decided by --v1-all-ones (a module refusal says so when it is missing), not --force
     blocking = [f for f in src_check.findings if f.severity is Severity.ERROR and f.code not in RESOLVED_BY_V1_OPTION]
     modules, unquantized = module_jobs(ckpt)
@@ -498,7 +498,7 @@ def _write_staged(ckpt, src_path, dst, overwrite, target, plan, shards, item_of,
             copied.append(str(rel))
         for s in skipped:
             notes.append(info("convert.file-skipped", f"not copied: {s}"))
-        dst_check = check_with_transient_maps(open_checkpoint(staging.path))
+        dst_check = check_and_close(open_checkpoint(staging.path))
         dst_check.path = str(dst)
         new_errors = _new_errors(plan.src_check, dst_check, target, plan.options.v1_all_ones)
         if new_errors:

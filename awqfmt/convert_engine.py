@@ -107,24 +107,11 @@ def src_tensor(ckpt: Checkpoint, name: str) -> SrcTensor:
     return SrcTensor(name, str(f.path), f.data_offset + e.begin, e.nbytes, e.dtype, e.shape)
 
 
-def _map_tensor(ckpt: Checkpoint, name: str) -> np.ndarray:
-    """One tensor through a memory map of its own: unmapped as soon as the array is dropped."""
-    f = ckpt.files[ckpt.file_of(name)]
-    e = f.entries[name]
-    if e.nbytes == 0:
-        return np.zeros(e.shape, dtype=dtypes.STORAGE[e.dtype])
-    return np.memmap(f.path, dtype=dtypes.STORAGE[e.dtype], mode="r", offset=f.data_offset + e.begin, shape=e.shape)
-
-
-def check_with_transient_maps(ckpt: Checkpoint) -> CheckResult:
-    """`awqfmt check` on a checkpoint whose tensors are mapped one at a time. The reader keeps one map per file
-    open, so every page a check touches (its samples, with the kernel's read-around) stays resident until the
-    file is closed: on a 3.5 GB checkpoint that is 3.5 GB of RSS. Per-tensor maps go with check's per-module arrays."""
-    ckpt.array = lambda name: _map_tensor(ckpt, name)  # type: ignore[method-assign]
+def check_and_close(ckpt: Checkpoint) -> CheckResult:
+    """`awqfmt check` on an open checkpoint, then release its maps."""
     try:
         return check_checkpoint(ckpt)
     finally:
-        del ckpt.array
         ckpt.close()
 
 

@@ -20,7 +20,8 @@ from . import dtypes
 from .findings import Finding, error
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's own limit
-MAX_ELEMENTS = 1 << 48  # far beyond any real tensor; stops overflow and giant allocations early
+MAX_ELEMENTS = 1 << 48
+OWN_MAP_BYTES = 1 << 20  # tensors this large are mapped on their own (see SafetensorsFile.array)  # far beyond any real tensor; stops overflow and giant allocations early
 # First bytes of the pickled formats people rename to .safetensors: torch.save's zip archive and raw pickle
 # (protocol 2+ starts with PROTO 0x80 and the protocol number).
 PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -264,10 +265,16 @@ class SafetensorsFile:
 
     # -- data ------------------------------------------------------------------------------------------
     def array(self, name: str) -> np.ndarray:
-        """Read-only view of a tensor (raw storage dtype; BF16 as uint16). Reads pages lazily."""
+        """Read-only view of a tensor (raw storage dtype; BF16 as uint16). Reads pages lazily.
+
+        Large tensors get a memory map of their own, unmapped when the array is dropped: a shared map of the whole
+        file would keep every page a check or conversion touched resident until the file is closed (GBs on a 70B
+        checkpoint). Small tensors share one map of the file, so 100k of them cost no mmap call each."""
         e = self.entries[name]
         if e.nbytes == 0:
             return np.zeros(e.shape, dtype=dtypes.STORAGE[e.dtype])
+        if e.nbytes >= OWN_MAP_BYTES:
+            return np.memmap(self.path, dtype=dtypes.STORAGE[e.dtype], mode="r", offset=self.data_offset + e.begin, shape=e.shape)
         if self._mmap is None:
             self._mmap = np.memmap(self.path, dtype=np.uint8, mode="r")
             self._bytes = self._mmap.view(np.ndarray)  # plain views of it skip memmap's per-slice bookkeeping

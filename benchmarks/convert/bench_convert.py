@@ -196,7 +196,7 @@ def phase_breakdown(src: Path, dst: Path, to: str) -> dict:
                 spent[phase] = spent.get(phase, 0.0) + time.perf_counter() - t0
         setattr(owner, attr, wrapper)
 
-    timed(C, "check_with_transient_maps", "awqfmt check of SRC and of DST")
+    timed(C, "check_and_close", "awqfmt check of SRC and of DST")
     timed(C, "_preflight", "preflight (incl. SRC check)")
     timed(E.Reader, "read", "read SRC tensors (pread)")
     timed(E, "repack_tensor", "repack codes (awqfmt.repack)")
