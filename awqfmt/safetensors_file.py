@@ -4,7 +4,8 @@ The format (huggingface/safetensors README): 8-byte little-endian header length 
 object `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}`, then the data buffer.
 Offsets are relative to the buffer, must be contiguous, in bounds, without overlap or holes, and
 `end - begin == prod(shape) * itemsize`. This module enforces exactly that, reading only the header until a
-tensor is asked for. Tensor data are returned as read-only views of one np.memmap per file (no copies).
+tensor is asked for. Tensor data are read-only memory-mapped views (no copies): small tensors share one map of
+the file, large ones get a map of their own that goes away with the array.
 """
 
 from __future__ import annotations
