@@ -190,15 +190,18 @@ def time_torch(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 
     return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": True}
 
 
-def tune_skinny(layout: str, preps: Sequence, x, y, group_size: int, reps: int = 30) -> dict:
-    """Time every candidate skinny-kernel configuration for this module and M; store the fastest in
-    gemm.TUNED (used by later gemm_packed calls without a config) and return it (with its time)."""
-    M = int(x.shape[0])
+def _tune(method: str, configs, table: dict, key, layout: str, preps: Sequence, x, y, group_size: int, reps: int,
+          validate: Callable[[Any], float] | None = None, max_err: float = 2e-3) -> dict:
+    """Time every candidate configuration of one kernel `method` for this module and M; a candidate that fails to
+    launch, or whose output fails `validate` (relative error > max_err), is skipped. Stores the fastest in `table`
+    under `key` (gemm_packed follows it later) and returns it with its time, or {} when none ran."""
     best = None
-    for cfg in candidate_configs(M):
+    for cfg in configs:
         try:
-            gemm_packed(layout, preps[0], x, group_size=group_size, out=y, method="skinny", config=cfg, check=True)
-            t = time_cupy([lambda p=p: gemm_packed(layout, p, x, group_size=group_size, out=y, method="skinny",
+            gemm_packed(layout, preps[0], x, group_size=group_size, out=y, method=method, config=cfg, check=True)
+            if validate is not None and not validate(y) <= max_err:
+                continue
+            t = time_cupy([lambda p=p: gemm_packed(layout, p, x, group_size=group_size, out=y, method=method,
                                                    config=cfg) for p in preps], reps)["ms"]
         except Exception:
             continue
@@ -206,32 +209,22 @@ def tune_skinny(layout: str, preps: Sequence, x, y, group_size: int, reps: int =
             best = (cfg, t)
     if best is None:
         return {}
-    TUNED[tuning_key(preps[0], M)] = best[0]
+    table[key] = best[0]
     return dict(best[0], ms=round(best[1], 5))
+
+
+def tune_skinny(layout: str, preps: Sequence, x, y, group_size: int, reps: int = 30) -> dict:
+    """Tune the tensor-core skinny kernel (stored in gemm.TUNED)."""
+    M = int(x.shape[0])
+    return _tune("skinny", candidate_configs(M), TUNED, tuning_key(preps[0], M), layout, preps, x, y, group_size, reps)
 
 
 def tune_gemv(layout: str, preps: Sequence, x, y, group_size: int, reps: int = 30,
               validate: Callable[[Any], float] | None = None, max_err: float = 2e-3) -> dict:
-    """Time every GEMV candidate configuration (M <= GEMV_MAX_M tokens); a candidate whose output fails
-    `validate` (relative error > max_err) is skipped. Stores the fastest in gemm.TUNED_GEMV and returns it
-    (with its time), or {} when none ran."""
+    """Tune the GEMV (M <= GEMV_MAX_M tokens; stored in gemm.TUNED_GEMV), skipping candidates that fail `validate`."""
     M = int(x.shape[0])
-    best = None
-    for cfg in gemv_candidate_configs(M):
-        try:
-            gemm_packed(layout, preps[0], x, group_size=group_size, out=y, method="gemv", config=cfg, check=True)
-            if validate is not None and not validate(y) <= max_err:
-                continue
-            t = time_cupy([lambda p=p: gemm_packed(layout, p, x, group_size=group_size, out=y, method="gemv",
-                                                   config=cfg) for p in preps], reps)["ms"]
-        except Exception:
-            continue
-        if best is None or t < best[1]:
-            best = (cfg, t)
-    if best is None:
-        return {}
-    TUNED_GEMV[gemv_key(preps[0], M)] = best[0]
-    return dict(best[0], ms=round(best[1], 5))
+    return _tune("gemv", gemv_candidate_configs(M), TUNED_GEMV, gemv_key(preps[0], M), layout, preps, x, y, group_size,
+                 reps, validate, max_err)
 
 
 def tune_small(layout: str, preps: Sequence, x, y, group_size: int, reps: int = 30,
