@@ -12,6 +12,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .checkpoint import Checkpoint, open_checkpoint
 from .findings import Finding, error, sort_findings, warning
@@ -53,11 +54,11 @@ class CheckResult:
         }
 
 
-def check_path(path: str | Path, deep: bool = False) -> CheckResult:
+def check_path(path: str | Path, deep: bool = False, progress: Callable[[int, int], None] | None = None) -> CheckResult:
     with _cyclic_gc_paused():
         ckpt = open_checkpoint(path)
         try:
-            return check_checkpoint(ckpt, deep=deep)
+            return check_checkpoint(ckpt, deep=deep, progress=progress)
         finally:
             ckpt.close()
 
@@ -76,7 +77,8 @@ def _cyclic_gc_paused():
             gc.enable()
 
 
-def check_checkpoint(ckpt: Checkpoint, deep: bool = False) -> CheckResult:
+def check_checkpoint(ckpt: Checkpoint, deep: bool = False, progress: Callable[[int, int], None] | None = None) -> CheckResult:
+    """Every rule over an open checkpoint; `progress(done, total)` is called after each module."""
     findings = ckpt.all_findings()
     cfg = ckpt.config
     modules, unquantized = group_modules(ckpt)
@@ -108,9 +110,11 @@ def check_checkpoint(ckpt: Checkpoint, deep: bool = False) -> CheckResult:
     findings += _layout_findings(ckpt, modules, config_layouts, detected)
     findings += _missing_field_findings(cfg, config_layouts, modules)
     sampled = None if deep else order_sample(modules)
-    for module in modules.values():
+    for done, module in enumerate(modules.values(), 1):
         findings += _module_findings(ckpt, module, cfg, config_layouts, deep, stats,
                                      sample_order=sampled is None or module.prefix in sampled)
+        if progress is not None:
+            progress(done, len(modules))
     findings += ignore_list_findings(ckpt, modules, unquantized)
     if not modules and not any(f.severity.value == "error" for f in findings):
         findings.append(error("checkpoint.no-quantized-modules", "no quantized module found (no qweight / weight_packed tensors)",

@@ -43,9 +43,12 @@ def check(
     from .checkpoint import CheckpointNotFound
     from .report import render_check
 
+    from .progress import count_bar, maybe
+
     target = path or DEMO_CHECKPOINT
     try:
-        result = check_path(target, deep=deep)
+        with maybe(count_bar, err_console, "check --deep: modules", deep and not as_json) as bar:
+            result = check_path(target, deep=deep, progress=bar)
     except CheckpointNotFound as exc:
         raise usage_error(str(exc))
     if as_json:
@@ -114,21 +117,17 @@ def convert(
     import signal
 
     from .convert import ConvertRefused, ConvertUsageError, convert as run_convert
-    from .convert_report import progress_bar, render_refusal, render_result
+    from .convert_report import render_refusal, render_result
+    from .progress import bytes_bar, maybe
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt  # so a `kill` cleans up the staging directory like Ctrl-C does
 
     signal.signal(signal.SIGTERM, interrupt)
-    show_bar = not as_json and err_console.is_terminal
     try:
-        if show_bar:
-            with progress_bar(err_console, f"convert -> {to}") as bar:
-                result = run_convert(src, dst, to, max_shard_size=max_shard_size, overwrite=overwrite, jobs=jobs, verify=verify_,
-                                     scale_dtype=scale_dtype, v1_all_ones=v1_all_ones, force=force, progress=bar)
-        else:
+        with maybe(bytes_bar, err_console, f"convert -> {to}", not as_json) as bar:
             result = run_convert(src, dst, to, max_shard_size=max_shard_size, overwrite=overwrite, jobs=jobs, verify=verify_,
-                                 scale_dtype=scale_dtype, v1_all_ones=v1_all_ones, force=force)
+                                 scale_dtype=scale_dtype, v1_all_ones=v1_all_ones, force=force, progress=bar)
     except KeyboardInterrupt:
         err_console.print("interrupted: the partial output was removed, nothing was written at DST")
         raise typer.Exit(130)
@@ -167,8 +166,12 @@ def verify(
 
     if backend not in BACKEND_CHOICES:
         raise usage_error(f"--backend must be one of {', '.join(BACKEND_CHOICES)} (got {backend!r})")
+    from .progress import count_bar, maybe
+
     try:
-        result = verify_path(path, against=against, reference=reference, backend=backend, tokens=tokens, seed=seed)
+        with maybe(count_bar, err_console, "verify: modules", not as_json) as bar:
+            result = verify_path(path, against=against, reference=reference, backend=backend, tokens=tokens, seed=seed,
+                                 progress=bar)
     except (CheckpointNotFound, VerifyUsageError, BackendUnavailable) as exc:
         raise usage_error(str(exc))
     if as_json:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Callable, Iterator
-
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -15,19 +11,6 @@ from .convert import ConvertRefused, ConvertResult
 from .findings import Finding
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-
-
-@contextmanager
-def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], None]]:
-    """A bytes / rate / ETA bar on `console`; yields the `progress(done, total)` callback for `convert`."""
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def _findings_table(findings: list[Finding], title: str) -> Table:

@@ -22,7 +22,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -301,7 +301,8 @@ def _run_dense(ckpt: Checkpoint, src: _Source, x: np.ndarray) -> tuple[np.ndarra
 
 def verify_path(path: str | Path, *, against: str | Path | None = None, reference: str | Path | None = None,
                 backend: str | Backend = "auto", tokens: int = DEFAULT_TOKENS, seed: int = DEFAULT_SEED,
-                tolerance: float = TOLERANCE) -> VerifyResult:
+                tolerance: float = TOLERANCE,
+                progress: Callable[[int, int], None] | None = None) -> VerifyResult:
     """Verify a checkpoint (and optionally OTHER and the original model).
 
     `backend`: "auto" | "cupy" | "numpy", or any object with the `verify_backends.Backend` interface. Raises
@@ -328,7 +329,7 @@ def verify_path(path: str | Path, *, against: str | Path | None = None, referenc
         if note:
             result.notes.append(note)
         with np.errstate(all="ignore"):  # inf/NaN scales are reported as findings, not as numpy warnings
-            _verify(result, ckpt, other, orig, be, tokens, seed, tolerance)
+            _verify(result, ckpt, other, orig, be, tokens, seed, tolerance, progress)
         result.elapsed_s = time.perf_counter() - t0
         return result
     finally:
@@ -346,7 +347,7 @@ def _container_findings(ckpt: Checkpoint, role: str) -> list[Finding]:
 
 
 def _verify(result: VerifyResult, ckpt: Checkpoint, other: Checkpoint | None, orig: Checkpoint | None,
-            be: Backend, tokens: int, seed: int, tolerance: float) -> None:
+            be: Backend, tokens: int, seed: int, tolerance: float, progress: Callable[[int, int], None] | None = None) -> None:
     findings = _container_findings(ckpt, "checkpoint")
     mine = _quant_sources(ckpt)
     theirs: dict[str, _Source] = {}
@@ -359,8 +360,10 @@ def _verify(result: VerifyResult, ckpt: Checkpoint, other: Checkpoint | None, or
         originals = OriginalWeights(orig)
     fallback = NumpyBackend()
     unsupported: set[str] = set()
-    for name, src in mine.items():
+    for done, (name, src) in enumerate(mine.items(), 1):
         mv = _verify_module(name, src, ckpt, other, theirs, originals, be, fallback, tokens, seed, tolerance, result)
+        if progress is not None:
+            progress(done, len(mine))
         if mv.run and mv.run.backend != be.name:
             unsupported.add(f"{mv.run.layout} {mv.run.bits}-bit")
         result.modules.append(mv)
