@@ -17,7 +17,7 @@ from . import dtypes
 from .checkpoint import open_checkpoint
 from .logical import decode
 from .modules import choose_layout, fit_module, group_modules
-from .spec import LayoutSpec, Packing, get_spec
+from .spec import LayoutSpec, Packing
 
 
 @dataclass

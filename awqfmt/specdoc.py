@@ -6,7 +6,6 @@ A test regenerates it and compares, so the document cannot drift from the machin
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from .spec import SPEC_DIR, all_specs, config_fields
 

@@ -16,7 +16,7 @@ import pytest
 
 from awqfmt.safetensors_file import MAX_HEADER_BYTES, SafetensorsFile
 from craft import (Raw, assert_finding, check_cli, codes, copy_fixture, edit_config, edit_index, entry, file_bytes,
-                   findings, safetensors_bytes, shard_checkpoint)
+                   findings, shard_checkpoint)
 from conftest import REAL_CHECKPOINTS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,6 @@ and `convert` leaves nothing at DST."""
 
 import json
 import pickle
-import shutil
 
 import numpy as np
 import pytest
