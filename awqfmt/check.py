@@ -16,7 +16,7 @@ from typing import Callable
 
 from .checkpoint import Checkpoint, open_checkpoint
 from .findings import Finding, error, sort_findings, warning
-from .modules import QuantModule, choose_layout, fit_module, group_modules
+from .modules import QuantModule, fit_modules, group_modules
 from .rules.common import shape_facts
 from .rules.ignore_list import ignore_list_findings
 from .rules.pack_order import order_sample
@@ -90,28 +90,14 @@ def check_checkpoint(ckpt: Checkpoint, deep: bool = False, progress: Callable[[i
     cfg_bits = cfg.get("bits") if isinstance(cfg.get("bits"), int) else None
     cfg_group = cfg.get("group_size") if isinstance(cfg.get("group_size"), int) else None
     stats: dict[str, dict] = {}
-    fit_cache: dict[tuple, tuple[list, list]] = {}
-    for module in modules.values():
-        key = _shape_key(ckpt, module)
-        if key is not None and key in fit_cache:
-            module.fits, module.family = fit_cache[key]
-        else:
-            fit_module(ckpt, module, cfg_bits, cfg_group)
-            if not module.fits and module.family and (cfg_bits is not None or cfg_group is not None):
-                # the config's bits/group_size fit nothing: fit from shapes alone, so that the report can say
-                # "tensors are 8-bit, config says 4" instead of "fits nothing"
-                module.fits, module.family = [], []
-                fit_module(ckpt, module, None, None)
-            if key is not None:
-                fit_cache[key] = (module.fits, module.family)
-        module.chosen = choose_layout(module, config_layouts)
+    findings += fit_modules(ckpt, modules)
     chosen = Counter(m.chosen.spec.name for m in modules.values() if m.chosen)
     detected = chosen.most_common(1)[0][0] if chosen else None
     findings += _layout_findings(ckpt, modules, config_layouts, detected)
     findings += _missing_field_findings(cfg, config_layouts, modules)
     sampled = None if deep else order_sample(modules)
     for done, module in enumerate(modules.values(), 1):
-        findings += _module_findings(ckpt, module, cfg, config_layouts, deep, stats,
+        findings += _module_findings(ckpt, module, cfg, config_layouts, deep, stats, module.expected,
                                      sample_order=sampled is None or module.prefix in sampled)
         if progress is not None:
             progress(done, len(modules))
@@ -149,13 +135,6 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
             seen.add(key)
             out.append(f)
     return out
-
-
-def _shape_key(ckpt: Checkpoint, module: QuantModule) -> tuple | None:
-    """Modules with identical tensor shapes fit identically: 100k-tensor checkpoints evaluate each shape once."""
-    if "weight_shape" in module.tensors:
-        return None  # fit depends on the tensor's values
-    return tuple(sorted((short, ckpt.entry(full).shape) for short, full in module.tensors.items()))
 
 
 def _missing_field_findings(cfg, config_layouts, modules) -> list[Finding]:
@@ -213,7 +192,7 @@ def _layout_findings(ckpt, modules, config_layouts, detected) -> list[Finding]:
     return out
 
 
-def _module_findings(ckpt: Checkpoint, module: QuantModule, cfg, config_layouts, deep: bool, stats: dict,
+def _module_findings(ckpt: Checkpoint, module: QuantModule, cfg, config_layouts, deep: bool, stats: dict, expect: tuple[int | None, int | None],
                      sample_order: bool = True) -> list[Finding]:
     out: list[Finding] = []
     m = module.prefix
@@ -243,7 +222,7 @@ def _module_findings(ckpt: Checkpoint, module: QuantModule, cfg, config_layouts,
         spec = next((s for s in module.family if s in config_layouts), module.family[0])
         shapes = {short: list(ckpt.entry(full).shape) for short, full in module.tensors.items()}
         err("module.shape", f"tensor shapes {shapes} fit no bit width / group size of layout {spec.name}"
-            + (f" (config: bits={cfg.get('bits')}, group_size={cfg.get('group_size')})" if cfg.present else ""),
+            + (f" (config: bits={expect[0]}, group_size={expect[1]})" if cfg.present else ""),
             hint="compare with the spec's shape formulas (`awqfmt layout " + spec.name + "`); a group_size or bits mismatch is the usual cause",
             tensor=spec.tensor("codes").name)
         return out
@@ -263,11 +242,12 @@ def _module_findings(ckpt: Checkpoint, module: QuantModule, cfg, config_layouts,
         err(inv.code, f"{inv.message} (K={K}, N={N}, group_size={G}, bits={b})", hint="such a module cannot be packed by this layout's tools",
             tensor=spec.tensor("codes").name)
     # config consistency
-    if isinstance(cfg.get("bits"), int) and cfg.get("bits") != b:
-        err("module.config-bits", f"tensors fit {b}-bit {spec.name}, config says bits={cfg.get('bits')}",
+    exp_bits, exp_group = expect
+    if exp_bits is not None and exp_bits != b:
+        err("module.config-bits", f"tensors fit {b}-bit {spec.name}, config says bits={exp_bits}",
             hint="fix bits in the config", tensor=spec.tensor("codes").name)
-    if isinstance(cfg.get("group_size"), int) and cfg.get("group_size") != G and not (G == -1 and cfg.get("group_size") == K):
-        err("module.config-group", f"scales have {env['n_g']} groups over K={K} (group_size {G}); config says group_size={cfg.get('group_size')}",
+    if exp_group is not None and exp_group != G and not (G == -1 and exp_group == K):
+        err("module.config-group", f"scales have {env['n_g']} groups over K={K} (group_size {G}); config says group_size={exp_group}",
             hint="a group_size mismatch makes loaders mis-shape qzeros/scales (text-generation-webui#541)", tensor=spec.tensor("scales").name)
     if set(wrong_dtype) & {"codes", "zeros", "scales", "g_idx"}:
         return out  # values stored in a dtype the layout does not define cannot be read as that layout's fields

@@ -29,7 +29,7 @@ from . import dtypes
 from .check import CheckResult, check_checkpoint
 from .checkpoint import Checkpoint
 from .logical import DecodeError, LogicalModule, RepresentationError, decode, encode
-from .modules import QuantModule, choose_layout, fit_module, group_modules
+from .modules import QuantModule, fit_modules, group_modules
 from .repack import FieldWrapError, repack_tensor
 from .spec import LayoutSpec, get_spec, layout_names
 from .writer import ShardPlan, ShardWriter, TensorPlan, WriteError
@@ -173,13 +173,7 @@ class CopyJob:
 
 def module_jobs(ckpt: Checkpoint) -> tuple[dict[str, QuantModule], list[str]]:
     modules, unquantized = group_modules(ckpt)
-    cfg = ckpt.config
-    config_layouts = cfg.matching_layouts()
-    bits = cfg.get("bits") if isinstance(cfg.get("bits"), int) else None
-    group = cfg.get("group_size") if isinstance(cfg.get("group_size"), int) else None
-    for m in modules.values():
-        fit_module(ckpt, m, bits, group)
-        m.chosen = choose_layout(m, config_layouts)
+    fit_modules(ckpt, modules)
     return modules, unquantized
 
 

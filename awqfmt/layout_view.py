@@ -16,7 +16,7 @@ from rich.table import Table
 from . import dtypes
 from .checkpoint import open_checkpoint
 from .logical import decode
-from .modules import choose_layout, fit_module, group_modules
+from .modules import fit_modules, group_modules
 from .spec import LayoutSpec, Packing
 
 
@@ -106,8 +106,8 @@ def word_report(path, tensor: str, row: int, col: int) -> dict:
         module = modules.get(prefix)
         if module is None:
             raise LayoutError(f"{tensor!r} is not part of a quantized module")
-        fit_module(ckpt, module, ckpt.config.get("bits"), ckpt.config.get("group_size"))
-        fit = choose_layout(module, ckpt.config.matching_layouts())
+        fit_modules(ckpt, {prefix: module})
+        fit = module.chosen
         if fit is None:
             raise LayoutError(f"module {prefix!r} fits no layout spec; run `awqfmt check` for details")
         spec = fit.spec

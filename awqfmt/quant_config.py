@@ -14,12 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .findings import Finding, error, warning
+from .findings import Finding, error, info
 from .spec import LayoutSpec, all_specs, config_fields
 
 CONFIG_FILES = ("config.json", "quantize_config.json", "quant_config.json")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 MAX_GROUP_SIZE = 1 << 31  # far beyond any in_features; keeps index arithmetic inside int64
+
+
+@dataclass(frozen=True)
+class ConfigGroup:
+    """One compressed-tensors config group: which modules it targets and how their weights are quantized."""
+
+    name: str
+    targets: tuple[str, ...]
+    bits: int | None
+    group_size: int | None  # -1: one group over K (channel strategy)
 
 
 @dataclass
@@ -30,6 +40,12 @@ class QuantConfig:
     findings: list[Finding] = field(default_factory=list)
     model_config: dict | None = None
     invalid: set[str] = field(default_factory=set)  # normalised fields present in some file but with a wrong type/value
+    groups: list[ConfigGroup] = field(default_factory=list)  # compressed-tensors config_groups, in file order
+
+    @property
+    def mixed(self) -> bool:
+        """Config groups that quantize modules differently (mixed precision): expectations are per module."""
+        return len({(g.bits, g.group_size) for g in self.groups}) > 1
 
     def get(self, name: str, default=None):
         return self.values.get(name, default)
@@ -98,9 +114,9 @@ def _normalise(raw: dict, fname: str, findings: list[Finding], invalid: set[str]
                 found = [-1 if v is None else v for v in found]
             value = found[0]
             if any(v != value for v in found[1:]):
-                findings.append(warning("config.mixed-groups", f"{key} differs between config groups: {found}",
-                                        hint="awqfmt reads the first group; mixed-precision checkpoints are checked per module",
-                                        file=fname))
+                findings.append(info("config.mixed-groups", f"{key} differs between config groups: {found}",
+                                     hint="mixed precision: each module is checked against the config group whose targets name it",
+                                     file=fname))
             if isinstance(value, float) and not math.isfinite(value):
                 findings.append(error("config.bad-value", f"{key} is {value}", hint="set a finite value", file=fname))
                 break
@@ -166,6 +182,8 @@ def load_quant_config(directory: Path) -> QuantConfig:
                 continue
         qc.files.append(name)
         per_file.append((name, _normalise(obj, name, qc.findings, qc.invalid)))
+        if not qc.groups:
+            qc.groups = _config_groups(obj)
     for name, values in per_file:
         for key, value in values.items():
             if key not in qc.values:
@@ -178,3 +196,22 @@ def load_quant_config(directory: Path) -> QuantConfig:
                     hint="loaders disagree on which file wins (transformers/vLLM read config.json, AutoGPTQ quantize_config.json): make them agree",
                     file=name))
     return qc
+
+
+def _config_groups(obj: dict) -> list[ConfigGroup]:
+    """compressed-tensors `config_groups`; malformed entries are skipped (the field rules report their types)."""
+    groups = obj.get("config_groups")
+    if not isinstance(groups, dict):
+        return []
+    out = []
+    for name, g in groups.items():
+        if not isinstance(g, dict) or not isinstance(g.get("weights"), dict):
+            continue
+        targets = g.get("targets")
+        targets = tuple(t for t in targets if isinstance(t, str)) if isinstance(targets, list) else ()
+        w = g["weights"]
+        bits = w.get("num_bits") if type(w.get("num_bits")) is int else None
+        gs = w.get("group_size")
+        group_size = -1 if gs is None else gs if type(gs) is int else None
+        out.append(ConfigGroup(str(name), targets, bits, group_size))
+    return out

@@ -30,7 +30,7 @@ from . import dtypes
 from .checkpoint import Checkpoint, open_checkpoint
 from .findings import Finding, Severity, error, sort_findings, warning
 from .logical import DecodeError, LogicalModule, decode
-from .modules import Fit, QuantModule, choose_layout, fit_module, group_modules
+from .modules import Fit, QuantModule, fit_modules, group_modules
 from .reference_compare import OriginalWeights, ReferenceModule, compare_with_original
 from .verify_backends import Backend, BackendCannotRun, BackendFailed, NumpyBackend, select_backend
 
@@ -209,21 +209,10 @@ class _Source:
 
 def _quant_sources(ckpt: Checkpoint) -> dict[str, _Source]:
     modules, _ = group_modules(ckpt)
-    cfg = ckpt.config
-    cfg_bits = cfg.get("bits") if isinstance(cfg.get("bits"), int) else None
-    cfg_group = cfg.get("group_size") if isinstance(cfg.get("group_size"), int) else None
-    layouts = cfg.matching_layouts()
-    cache: dict[tuple, tuple] = {}
+    fit_modules(ckpt, modules)
     out = {}
     for prefix, m in modules.items():
-        key = None if "weight_shape" in m.tensors else tuple(sorted((s, ckpt.entry(f).shape) for s, f in m.tensors.items()))
-        if key is not None and key in cache:
-            m.fits, m.family = cache[key]
-        else:
-            fit_module(ckpt, m, cfg_bits, cfg_group)
-            if key is not None:
-                cache[key] = (m.fits, m.family)
-        fit = choose_layout(m, layouts)
+        fit = m.chosen
         problem = None
         if fit is None:
             shapes = {s: list(ckpt.entry(f).shape) for s, f in m.tensors.items()}

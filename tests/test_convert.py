@@ -12,7 +12,7 @@ from awqfmt import dtypes
 from awqfmt.checkpoint import open_checkpoint
 from awqfmt.convert import ConvertRefused, convert, resolve_target
 from awqfmt.logical import decode
-from awqfmt.modules import choose_layout, fit_module, group_modules
+from awqfmt.modules import fit_modules, group_modules
 from awqfmt.spec import evaluate, get_spec
 
 from conftest import REAL_CHECKPOINTS, ref_path
@@ -38,9 +38,9 @@ def logical_modules(path, v1_all_ones="kernel"):
     ckpt = open_checkpoint(path)
     out = {}
     modules, _ = group_modules(ckpt)
+    fit_modules(ckpt, modules)
     for m in modules.values():
-        fit_module(ckpt, m, ckpt.config.get("bits"), ckpt.config.get("group_size"))
-        fit = choose_layout(m, ckpt.config.matching_layouts())
+        fit = m.chosen
         arrays = {k: np.array(ckpt.array(v)) for k, v in m.tensors.items()}
         names = {k: ckpt.entry(v).dtype for k, v in m.tensors.items()}
         out[m.prefix] = decode(fit.spec, arrays, names, fit.bits, fit.G, v1_all_ones=v1_all_ones)

@@ -6,7 +6,7 @@ from safetensors.numpy import load_file
 
 from awqfmt.checkpoint import open_checkpoint
 from awqfmt.logical import RepresentationError, decode, encode
-from awqfmt.modules import choose_layout, fit_module, group_modules
+from awqfmt.modules import fit_modules, group_modules
 
 from conftest import REAL_CHECKPOINTS, ref_path
 
@@ -14,9 +14,9 @@ from conftest import REAL_CHECKPOINTS, ref_path
 def _modules(path):
     ckpt = open_checkpoint(path)
     modules, _ = group_modules(ckpt)
+    fit_modules(ckpt, modules)
     for m in modules.values():
-        fit_module(ckpt, m, ckpt.config.get("bits"), ckpt.config.get("group_size"))
-        fit = choose_layout(m, ckpt.config.matching_layouts())
+        fit = m.chosen
         tensors = {k: ckpt.array(v) for k, v in m.tensors.items()}
         dtype_names = {k: ckpt.entry(v).dtype for k, v in m.tensors.items()}
         yield m.prefix, fit, tensors, decode(fit.spec, tensors, dtype_names, fit.bits, fit.G)

@@ -2,6 +2,8 @@
 with the config; G divides K; config vs tensors layout; modules_to_not_convert. Each test copies a real
 checkpoint, breaks one thing, and checks the finding, the tensor/module/file it names, and the exit status."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -186,16 +188,60 @@ def test_directory_without_safetensors(tmp_path):
     assert status == 1
 
 
-def test_compressed_tensors_config_groups_that_disagree(tmp_path):
-    d = copy_fixture(REAL_CHECKPOINTS["ct_from_awq_tiny"][0], tmp_path / "ct")
+def _ct_with_8bit_down_proj(tmp_path):
+    """The compressed-tensors fixture with both down_proj modules re-encoded at 8 bits (same codes and zeros:
+    they fit), i.e. a real mixed-precision checkpoint."""
+    from awqfmt.logical import decode, encode
+    from awqfmt.spec import get_spec
 
-    def two_groups(q):
-        group = q["config_groups"]["config_group_0"]
-        q["config_groups"]["group_1"] = {**group, "targets": ["re:.*lm_head"], "weights": {**group["weights"], "num_bits": 8}}
-    edit_config(d, two_groups)
+    d = copy_fixture(REAL_CHECKPOINTS["ct_from_awq_tiny"][0], tmp_path / "ct")
+    spec = get_spec("compressed-tensors")
+
+    def to_8bit(raw):
+        for layer in (0, 1):
+            prefix = f"model.layers.{layer}.mlp.down_proj"
+            tensors = {t.name: raw.get(f"{prefix}.{t.name}") for t in spec.tensors if f"{prefix}.{t.name}" in raw.names()}
+            module = decode(spec, tensors, {k: raw.dtype(f"{prefix}.{k}") for k in tensors}, 4, 64)
+            module.bits = 8
+            for short, (array, dtype) in encode(spec, module).items():
+                raw.set(f"{prefix}.{short}", array, dtype)
+    edit_model(d, to_8bit)
+    return d
+
+
+def _groups(*groups):
+    def edit(q):
+        base = q["config_groups"]["config_group_0"]
+        q["config_groups"] = {name: {**base, "targets": targets, "weights": {**base["weights"], "num_bits": bits}}
+                              for name, targets, bits in groups}
+    return edit
+
+
+def test_mixed_precision_config_groups_are_checked_per_module(tmp_path):
+    d = _ct_with_8bit_down_proj(tmp_path)
+    edit_config(d, _groups(("w4", ["Linear"], 4), ("w8", ["re:.*down_proj"], 8)))
     status, doc = check_cli(d)
-    f = assert_finding(doc, "config.mixed-groups", file="config.json", severity="warning")
-    assert "num_bits" in f["message"] and status == 0  # the first group (4-bit) matches every module
+    assert status == 0 and not codes(doc, "error"), codes(doc)
+    assert_finding(doc, "config.mixed-groups", file="config.json", severity="info")
+
+
+def test_a_module_quantized_against_its_config_group_is_named(tmp_path):
+    d = _ct_with_8bit_down_proj(tmp_path)
+    edit_config(d, _groups(("w4", ["Linear"], 4), ("w8", ["re:.*up_proj"], 8)))  # wrong modules in the 8-bit group
+    status, doc = check_cli(d)
+    wrong = sorted(f["module"] for f in findings(doc, "module.config-bits"))
+    assert wrong == ["model.layers.0.mlp.down_proj", "model.layers.0.mlp.up_proj",
+                     "model.layers.1.mlp.down_proj", "model.layers.1.mlp.up_proj"]
+    assert status == 1
+
+
+def test_a_quantized_module_no_config_group_targets(tmp_path):
+    d = copy_fixture(REAL_CHECKPOINTS["ct_from_awq_tiny"][0], tmp_path / "ct")
+    edit_config(d, _groups(("attn", ["re:.*self_attn.*"], 4)))
+    status, doc = check_cli(d)
+    untargeted = sorted(f["module"] for f in findings(doc, "config.module-untargeted"))
+    assert untargeted == [f"model.layers.{i}.mlp.{p}" for i in (0, 1) for p in ("down_proj", "gate_proj", "up_proj")]
+    assert status == 1
 
 
 def test_gptq_group_size_must_divide_k(gptq):
@@ -207,3 +253,20 @@ def test_gptq_group_size_must_divide_k(gptq):
     status, doc = check_cli(gptq)
     f = assert_finding(doc, "shape.group-divides-k", module=GATE)
     assert "K=224" in f["message"] and status == 1
+
+
+def test_convert_refuses_to_flatten_mixed_precision_but_dequantizes_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from awqfmt.cli import app
+    from awqfmt.verify import verify_path
+
+    d = _ct_with_8bit_down_proj(tmp_path)
+    edit_config(d, _groups(("w4", ["Linear"], 4), ("w8", ["re:.*down_proj"], 8)))
+    runner = CliRunner()
+    refused = runner.invoke(app, ["convert", str(d), str(tmp_path / "gptq"), "--to", "gptq-v2", "--json"])
+    assert refused.exit_code == 1 and not (tmp_path / "gptq").exists()
+    assert [f["code"] for f in json.loads(refused.stdout)["findings"]] == ["convert.mixed-precision"]
+    dense = runner.invoke(app, ["convert", str(d), str(tmp_path / "fp16"), "--to", "fp16"])
+    assert dense.exit_code == 0, dense.output
+    assert verify_path(d, against=tmp_path / "fp16", backend="numpy").ok  # 8-bit and 4-bit modules all decoded right

@@ -13,7 +13,7 @@ import numpy as np
 from awqfmt import dtypes
 from awqfmt.checkpoint import open_checkpoint
 from awqfmt.logical import LogicalModule, decode, encode
-from awqfmt.modules import choose_layout, fit_module, group_modules
+from awqfmt.modules import fit_modules, group_modules
 from awqfmt.packing import pack
 from awqfmt.spec import LayoutSpec, Packing, get_spec
 
@@ -57,10 +57,10 @@ def logical_modules(src: Path) -> dict[str, tuple[LogicalModule, dict]]:
     """Every quantized module of `src` decoded to logical form, with its non-quantized extras."""
     ckpt = open_checkpoint(src)
     modules, _ = group_modules(ckpt)
+    fit_modules(ckpt, modules)
     out = {}
     for prefix, m in modules.items():
-        fit_module(ckpt, m, ckpt.config.get("bits"), ckpt.config.get("group_size"))
-        fit = choose_layout(m, ckpt.config.matching_layouts())
+        fit = m.chosen
         tensors = {k: np.array(ckpt.array(v)) for k, v in m.tensors.items()}
         names = {k: ckpt.entry(v).dtype for k, v in m.tensors.items()}
         out[prefix] = decode(fit.spec, tensors, names, fit.bits, fit.G)
