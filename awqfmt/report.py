@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from .check import CheckResult
-
-STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-# C0/C1 control characters (ESC starts terminal escape sequences) and bidi overrides: names in a stranger's
-# checkpoint must not be able to recolour, move the cursor or reorder the report on the user's terminal
-_UNPRINTABLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
-
-
-def _printable(text: str) -> str:
-    return text.translate(_UNPRINTABLE)
-
-
-def _safe(text: str) -> str:
-    """Untrusted text for rich markup: control characters shown as escapes, markup brackets escaped."""
-    return escape(_printable(text))
-
+from .findings_view import render_findings, rules_table, safe as _safe
 
 def _summary(result: CheckResult) -> Table:
     lay = result.layout
@@ -46,30 +31,5 @@ def render_check(result: CheckResult, console: Console, per_rule: int = 5) -> No
     if not result.findings:
         console.print("[green]No findings: every rule passed.[/green]")
         return
-    counts: dict[str, int] = {}
-    for f in result.findings:
-        counts[f.code] = counts.get(f.code, 0) + 1
-    rules = Table(title="Rules hit", show_edge=False)
-    for col in ("severity", "rule", "findings"):
-        rules.add_column(col)
-    seen: set[str] = set()
-    for f in result.findings:  # already worst first
-        if f.code not in seen:
-            seen.add(f.code)
-            rules.add_row(Text(f.severity.value, style=STYLE[f.severity.value]), f.code, str(counts[f.code]))
-    console.print(rules)
-    shown: dict[str, int] = {}
-    for f in result.findings:
-        shown[f.code] = shown.get(f.code, 0) + 1
-        if shown[f.code] > per_rule:
-            continue
-        tensor = f.tensor[len(f.module) + 1:] if f.tensor and f.module and f.tensor.startswith(f.module + ".") else f.tensor
-        where = " > ".join(_safe(x) for x in (f.file, f.module, tensor) if x)
-        console.print(Text.assemble((f"{f.severity.value:<7}", STYLE[f.severity.value]), (f.code, "bold")), markup=False)
-        if where:
-            console.print(f"        [dim]at[/dim] {where}")
-        console.print(Text("        " + _printable(f.message)))
-        if f.hint:
-            console.print(Text("        hint: " + _printable(f.hint), style="dim"))
-        if shown[f.code] == per_rule and counts[f.code] > per_rule:
-            console.print(f"        [dim]... {counts[f.code] - per_rule} more {f.code} finding(s); --json lists all[/dim]")
+    console.print(rules_table(result.findings))
+    render_findings(result.findings, console, per_rule)

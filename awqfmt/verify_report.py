@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .findings_view import render_findings
 from .verify import Comparison, ModuleVerification, VerifyResult
 
 MAX_ROWS = 60  # passing modules shown in the table; failing ones are always shown
@@ -118,19 +119,4 @@ def render_verify(result: VerifyResult, console: Console, max_rows: int = MAX_RO
     ref = _reference_table(result)
     if ref is not None:
         console.print(ref)
-    shown: dict[str, int] = {}
-    for f in result.findings:
-        shown[f.code] = shown.get(f.code, 0) + 1
-        if shown[f.code] > per_rule:
-            continue
-        style = "bold red" if f.severity.value == "error" else "yellow"
-        console.print(Text.assemble((f"{f.severity.value:<8}", style), (f.code, "bold")), markup=False)
-        where = " > ".join(escape(x) for x in (f.file, f.module, f.tensor) if x)
-        if where:
-            console.print(f"        [dim]at[/dim] {where}")
-        console.print(Text("        " + f.message))
-        if f.hint:
-            console.print(Text("        hint: " + f.hint, style="dim"))
-    for code, n in shown.items():
-        if n > per_rule:
-            console.print(f"[dim]... {n - per_rule} more {code} finding(s) (--json lists them all)[/dim]")
+    render_findings(result.findings, console, per_rule)
