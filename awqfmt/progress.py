@@ -16,21 +16,20 @@ ProgressFn = Callable[[int, int], None]
 
 
 @contextmanager
-def bytes_bar(console: Console, label: str) -> Iterator[ProgressFn]:
+def _bar(console: Console, label: str, *columns) -> Iterator[ProgressFn]:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), *columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def bytes_bar(console: Console, label: str):
     """Bytes written, rate and ETA (convert)."""
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+    return _bar(console, label, DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
 
 
-@contextmanager
-def count_bar(console: Console, label: str) -> Iterator[ProgressFn]:
+def count_bar(console: Console, label: str):
     """Modules done out of all, elapsed time and ETA (verify, check --deep)."""
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+    return _bar(console, label, MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
 
 
 def maybe(bar, console: Console, label: str, enabled: bool):
