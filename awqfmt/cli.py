@@ -27,6 +27,19 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(__version__)
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+) -> None:
+    """Check, convert and understand AWQ / GPTQ / compressed-tensors quantized checkpoints."""
+
+
 def usage_error(message: str) -> typer.Exit:
     err_console.print(f"[bold red]error:[/bold red] {escape(message)}")
     return typer.Exit(EXIT_USAGE)

@@ -48,3 +48,12 @@ def test_cli_json_shape_and_exit_codes():
     assert missing.exit_code == 2
     demo = runner.invoke(app, ["check"])
     assert demo.exit_code == 0 and "awq" in demo.stdout
+
+
+def test_version_flag_and_command():
+    from awqfmt import __version__
+
+    runner = CliRunner()
+    for args in (["--version"], ["version"]):
+        out = runner.invoke(app, args)
+        assert out.exit_code == 0 and out.stdout.strip() == __version__
