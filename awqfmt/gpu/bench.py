@@ -89,6 +89,15 @@ def _events_time(launch: Callable[[], None], samples: int, per_sample: int) -> l
     return out
 
 
+def _capture_failed(errors: list[str], what: str, exc: Exception, cp) -> None:
+    """Record why a graph capture failed and let the device settle before the next timing method is tried."""
+    errors.append(f"{what}: {type(exc).__name__}: {str(exc)[:160]}")
+    try:
+        cp.cuda.Device().synchronize()
+    except Exception:
+        pass
+
+
 def time_cupy(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5) -> dict:
     """Median ms per call of fns (called round-robin), from CUDA-graph replays of GRAPH_LEN calls: captured by
     CuPy if it can, else by torch (CuPy work issued on torch's capture stream), else plain event-timed calls
@@ -116,11 +125,7 @@ def time_cupy(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5
             times = [t / GRAPH_LEN for t in _events_time(lambda: graph.launch(stream), samples, 1)]
         return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": "cupy"}
     except Exception as exc:
-        errors.append(f"cupy capture: {type(exc).__name__}: {str(exc)[:160]}")
-        try:
-            cp.cuda.Device().synchronize()
-        except Exception:
-            pass
+        _capture_failed(errors, "cupy capture", exc, cp)
     # 2. torch graph capture of the same CuPy calls
     try:
         import torch
@@ -144,11 +149,7 @@ def time_cupy(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5
         return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": "torch",
                 "capture_errors": errors}
     except Exception as exc:
-        errors.append(f"torch capture: {type(exc).__name__}: {str(exc)[:160]}")
-        try:
-            cp.cuda.Device().synchronize()
-        except Exception:
-            pass
+        _capture_failed(errors, "torch capture", exc, cp)
     # 3. plain launches timed with events
     with stream:
         counter = [0]
