@@ -89,6 +89,22 @@ __device__ __forceinline__ float scale_f(u16 s) {
 }
 
 // Half j (0..7) of a 16-byte vector.
+// A pointer the compiler must treat as an opaque register: `opaque(p) + u32_offset` then compiles to one
+// IMAD.WIDE.U32 per address, instead of being re-associated into 64-bit index arithmetic on the kernel
+// parameter (four instructions per load, seen in the SASS of run 10).
+template <class T>
+__device__ __forceinline__ const T* opaque(const T* p) {
+    asm("" : "+l"(p));
+    return p;
+}
+
+// Group index of a row (or unit) index i without a division: g = hi32(i * gm) + (i & gmask). The host picks
+// (gm, gmask) per divisor d and checks exactness over the whole index range (awqfmt.gpu.gemm._group_magic):
+// d = 1: (0, ~0); one group: (0, 0); else gm = floor(2^32 / d) + 1, gmask = 0, exact while i * d < 2^32.
+__device__ __forceinline__ int group_of(int i, u32 gm, u32 gmask) {
+    return (int)(__umulhi((u32)i, gm) + ((u32)i & gmask));
+}
+
 __device__ __forceinline__ uint4 u4(u32 a, u32 b, u32 c, u32 d) {
     uint4 r;
     r.x = a; r.y = b; r.z = c; r.w = d;

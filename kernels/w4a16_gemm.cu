@@ -47,7 +47,7 @@ __device__ __forceinline__ constexpr int col_nib(int col) {
 
 }  // namespace awqfmt
 
-template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF, int CHK>
+template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF, int CHK, int KF>
 __global__ void __launch_bounds__(256, (WC * NT <= 2) ? 2 : 1)
 w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
              const u32* __restrict__ qw,       // AWQ-like: [K, N/8]; GPTQ: [K/8, N]
@@ -56,7 +56,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
              u16* __restrict__ y,              // [M, N] fp16
              float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit)
              u32* __restrict__ counters,       // [gridDim.z * gridDim.x] (zero on entry and exit)
-             int M, int K, int N, int G, int units_per_split, int ch_log)
+             int M, int K, int N, u32 gm, u32 gmask, int units_per_split, int ch_log)
 {
     static_assert(WC == 1 || WC == 2 || WC == 4, "WC is 1, 2 or 4");
     static_assert(WC * NT <= 4, "shared staging holds WC * NT <= 4");
@@ -121,10 +121,64 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     const int wc0 = (col0 >> 3) + r * WC;
     const bool awq_cols_ok = wc0 < NW;
 
+    // FAST (AWQ-like layouts, KF: K % 32 == 0, register loads): the unit loop's loads need no bounds tests and
+    // no 64-bit index arithmetic. Lanes past N read column 0 and tokens past M re-read token M - 1 instead
+    // (finite values whose outputs are never stored), every row of every unit lies inside K, and each
+    // address is a per-thread base plus a 32-bit offset (one tensor < 16 GiB). Measured reason (run 10):
+    // the generic loads cost ~200 of the ~460 instructions of a unit, mostly IMAD/LEA/ISETP.
+    constexpr bool FAST = KF && !GPTQ && !ASYNC;
+    const int wcl = awq_cols_ok ? wc0 : 0;
+    const u32* qw_t = opaque(qw + (size_t)(8 * c) * NW + wcl);
+    const u32* qz_t = opaque(qz + wcl);
+    const u16* sc_t = opaque(sc + 8 * wcl);
+    const u16* x_t = opaque(x);
+    const u32 rows32 = 32u * (u32)NW;
+    u32 xo[NT];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) xo[nt] = (u32)min(tok0 + 8 * nt + r, M - 1) * (u32)K + (u32)(8 * c);
+
     auto load = [&](int u, Stage& st) {
         const int k0 = u << 5;
-        const int g = k0 / G;
-        if constexpr (!GPTQ) {
+        const int g = group_of(u, gm, gmask);
+        if constexpr (FAST) {
+            // 32-bit offsets from per-thread bases, no bounds tests (see FAST above)
+            u32 o = (u32)u * rows32;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const u32* p = qw_t + o;
+                if constexpr (WC == 4) {
+                    const uint4 v = ldg_stream_v4(p);
+                    st.w[i][0] = v.x; st.w[i][1] = v.y; st.w[i][2] = v.z; st.w[i][3] = v.w;
+                } else if constexpr (WC == 2) {
+                    const uint2 v = ldg_stream_v2(p);
+                    st.w[i][0] = v.x; st.w[i][1] = v.y;
+                } else {
+                    st.w[i][0] = ldg_stream_u32(p);
+                }
+                o += (u32)NW;
+            }
+            const u32* pz = qz_t + (u32)g * (u32)NW;
+            if constexpr (WC == 4) {
+                const uint4 z4 = ldg_v4(pz);
+                st.z[0] = z4.x; st.z[1] = z4.y; st.z[2] = z4.z; st.z[3] = z4.w;
+            } else if constexpr (WC == 2) {
+                const uint2 z2 = ldg_v2(pz);
+                st.z[0] = z2.x; st.z[1] = z2.y;
+            } else {
+                st.z[0] = ldg_u32(pz);
+            }
+            const u16* ps = sc_t + (u32)g * (u32)N;
+#pragma unroll
+            for (int v = 0; v < WC; ++v) {
+                const uint4 sv = ldg_v4(ps + 8 * v);
+                st.s[4 * v] = sv.x; st.s[4 * v + 1] = sv.y; st.s[4 * v + 2] = sv.z; st.s[4 * v + 3] = sv.w;
+            }
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+                const uint4 xv = ldg_v4(x_t + (xo[nt] + (u32)k0));
+                st.x[nt] = xv;
+            }
+        } else if constexpr (!GPTQ) {
 #pragma unroll
             for (int i = 0; i < 8; ++i) {
                 const int row = k0 + 8 * c + i;
@@ -169,6 +223,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                 st.s[2 * q] = s2.x; st.s[2 * q + 1] = s2.y;
             }
         }
+        if constexpr (!FAST) {
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
             const int tok = tok0 + 8 * nt + r;
@@ -187,12 +242,13 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
             }
             st.x[nt] = xv;
         }
+        }
     };
 
     // The same loads as `load`, issued as cp.async into this lane's slots of stage buffer `sb`.
     auto load_async = [&](int u, u32 sb) {
         const int k0 = u << 5;
-        const int g = k0 / G;
+        const int g = group_of(u, gm, gmask);
         const u32 l4 = (u32)lane;
         if constexpr (!GPTQ) {
 #pragma unroll
@@ -580,19 +636,33 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         if constexpr (PF >= 2) {
             if (unit_of(1) < u_end) load(unit_of(1), n1);
         }
-        for (int i = 0;; ++i) {
-            const int u = unit_of(i);
-            if (u >= u_end) break;
-            if constexpr (PF == 0) {
-                load(u, cur);
-            } else if constexpr (PF == 1) {
+        if constexpr (PF == 1) {
+            // two units per trip, the buffers swap roles: no register copies between units
+            for (int i = 0;; i += 2) {
+                const int u = unit_of(i);
+                if (u >= u_end) break;
                 if (unit_of(i + 1) < u_end) load(unit_of(i + 1), n1);
-            } else {
-                if (unit_of(i + 2) < u_end) load(unit_of(i + 2), n2);
+                step(i, u, cur);
+                const int u1 = unit_of(i + 1);
+                if (u1 >= u_end) break;
+                if (unit_of(i + 2) < u_end) load(unit_of(i + 2), cur);
+                step(i + 1, u1, n1);
             }
-            step(i, u, cur);
-            if constexpr (PF >= 1) cur = n1;
-            if constexpr (PF >= 2) n1 = n2;
+        } else {
+            for (int i = 0;; ++i) {
+                const int u = unit_of(i);
+                if (u >= u_end) break;
+                if constexpr (PF == 0) {
+                    load(u, cur);
+                } else {
+                    if (unit_of(i + 2) < u_end) load(unit_of(i + 2), n2);
+                }
+                step(i, u, cur);
+                if constexpr (PF >= 2) {
+                    cur = n1;
+                    n1 = n2;
+                }
+            }
         }
     }
 
@@ -676,17 +746,19 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 // Explicit instantiations so that an offline nvcc build (tests/test_kernels_compile.py) checks the template
 // bodies; at run time NVRTC instantiates only what is launched.
 #define AWQFMT_INSTA(L, WC, NT, BF, Z)                                                                       \
-    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 3, 0>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, int, int, int);   \
-    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 4, 1>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, int, int, int);
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 3, 0, 0>(const u16*, const u32*, const u32*, const u16*, \
+                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);   \
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 4, 1, 0>(const u16*, const u32*, const u32*, const u16*, \
+                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);
 #define AWQFMT_INST(L, WC, NT, BF, Z)                                                                        \
-    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1, 1>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, int, int, int);   \
-    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 2, 0>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, int, int, int);   \
-    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 0, 1>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, int, int, int);
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1, 1, 1>(const u16*, const u32*, const u32*, const u16*, \
+                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);   \
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 2, 0, 1>(const u16*, const u32*, const u32*, const u16*, \
+                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);   \
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 0, 1, 1>(const u16*, const u32*, const u32*, const u16*, \
+                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);  \
+    template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1, 0, 0>(const u16*, const u32*, const u32*, const u16*, \
+                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);
 AWQFMT_INST(0, 4, 1, 0, 0)
 AWQFMT_INSTA(0, 2, 1, 0, 0)
 AWQFMT_INSTA(0, 1, 2, 0, 0)

@@ -33,7 +33,7 @@
 
 #include "w4a16_common.cuh"
 
-template <int LAYOUT, int BF16, int ZOFF, int MT, int VW, int FL, int PF>
+template <int LAYOUT, int BF16, int ZOFF, int MT, int VW, int FL, int PF, int KF>
 __global__ void __launch_bounds__(256, (VW == 4) ? 1 : 2)
 w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
            const u32* __restrict__ qw,       // AWQ-like: [K, N/8]; GPTQ: [K/8, N]
@@ -42,7 +42,7 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
            u16* __restrict__ y,              // [M, N] fp16
            float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit)
            u32* __restrict__ counters,       // [gridDim.x] (zero on entry and exit)
-           int M, int K, int N, int G, int rpt)
+           int M, int K, int N, u32 gm, u32 gmask, int rpt)
 {
     static_assert(VW == 1 || VW == 2 || VW == 4, "VW is 1, 2 or 4 words per thread and row");
     static_assert(FL == 2 || FL == 4 || FL == 8, "FL is 2, 4 or 8 rows per batch");
@@ -68,6 +68,14 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     const int r_begin = blockIdx.y * (RT * rpt) + rt * rpt;
     const int r_end = min(K, r_begin + rpt);
 
+    // KF (K % 8 == 0): every batch lies inside K and x rows are 16-byte aligned, so the loads need no bounds
+    // tests; addresses are opaque per-thread bases plus 32-bit offsets (one IMAD.WIDE.U32 each, not 64-bit
+    // index arithmetic: see the notes of run 10).
+    const u32* qw_t = opaque(GPTQ ? qw + 8 * w0 : qw + w0);
+    const u32* qz_t = opaque(qz + w0);
+    const u16* sc_t = opaque(sc + 8 * w0);
+    const u16* x_t = opaque(x);
+
     float acc[MT][COLS];
 #pragma unroll
     for (int t = 0; t < MT; ++t)
@@ -80,6 +88,48 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     };
 
     auto load = [&](int b, Batch& B) {
+        if constexpr (KF) {
+            if constexpr (!GPTQ) {
+                u32 o = (u32)b * (u32)NW;
+#pragma unroll
+                for (int i = 0; i < FL; ++i) {
+                    const u32* p = qw_t + o;
+                    if constexpr (VW == 4) {
+                        const uint4 v = ldg_stream_v4(p);
+                        B.w[i * 4] = v.x; B.w[i * 4 + 1] = v.y; B.w[i * 4 + 2] = v.z; B.w[i * 4 + 3] = v.w;
+                    } else if constexpr (VW == 2) {
+                        const uint2 v = ldg_stream_v2(p);
+                        B.w[i * 2] = v.x; B.w[i * 2 + 1] = v.y;
+                    } else {
+                        B.w[i] = ldg_stream_u32(p);
+                    }
+                    o += (u32)NW;
+                }
+            } else {
+                const u32 o = (u32)(b >> 3) * (u32)N;
+#pragma unroll
+                for (int v = 0; v < VW; ++v) {
+                    const u32* p = qw_t + (o + (u32)(8 * v));
+                    const uint4 a = ldg_stream_v4(p), c = ldg_stream_v4(p + 4);
+                    B.w[8 * v] = a.x; B.w[8 * v + 1] = a.y; B.w[8 * v + 2] = a.z; B.w[8 * v + 3] = a.w;
+                    B.w[8 * v + 4] = c.x; B.w[8 * v + 5] = c.y; B.w[8 * v + 6] = c.z; B.w[8 * v + 7] = c.w;
+                }
+            }
+#pragma unroll
+            for (int t = 0; t < MT; ++t) {
+                const u16* px = x_t + ((u32)t * (u32)K + (u32)b);
+                if constexpr (FL == 8) {
+                    const uint4 v = ldg_v4(px);
+                    B.x[t][0] = v.x; B.x[t][1] = v.y; B.x[t][2] = v.z; B.x[t][3] = v.w;
+                } else if constexpr (FL == 4) {
+                    const uint2 v = ldg_v2(px);
+                    B.x[t][0] = v.x; B.x[t][1] = v.y;
+                } else {
+                    B.x[t][0] = ldg_u32(px);
+                }
+            }
+            return;
+        }
         if constexpr (!GPTQ) {
 #pragma unroll
             for (int i = 0; i < FL; ++i) {
@@ -133,7 +183,7 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     u32 zc[VW][4];   // (1024 + z) for the column pairs of the current group
     float s[COLS];   // scales of the current group
     auto load_group = [&](int g) {
-        const u32* pz = qz + (size_t)g * NW + w0;
+        const u32* pz = qz_t + (u32)g * (u32)NW;
         u32 zw[VW];
         if constexpr (VW == 4) {
             const uint4 v = ldg_v4(pz);
@@ -146,7 +196,7 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
         }
 #pragma unroll
         for (int v = 0; v < VW; ++v) {
-            const uint4 sv = ldg_v4(sc + (size_t)g * N + 8 * (w0 + v));
+            const uint4 sv = ldg_v4(sc_t + ((u32)g * (u32)N + (u32)(8 * v)));
 #pragma unroll
             for (int j = 0; j < 8; ++j) s[8 * v + j] = scale_f<BF16>(half_of(sv, j));
             // GPTQ zeros are packed along N in natural order (dec_npair<3> is the shift decoder)
@@ -209,20 +259,29 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     if (cols_ok) {
         Batch cur, nxt;
         int gcur = -1;
-        if (PF && r_begin < r_end) load(r_begin, cur);
-        for (int b = r_begin; b < r_end; b += FL) {
-            if (PF) {
-                if (b + FL < r_end) load(b + FL, nxt);
-            } else {
-                load(b, cur);
-            }
-            const int g = b / G;  // a batch never crosses a group (host: G % 32 == 0 or one group)
+        auto batch = [&](int b, const Batch& B) {
+            const int g = group_of(b, gm, gmask);  // a batch never crosses a group (host: G % 32 == 0 or one group)
             if (g != gcur) {
                 load_group(g);
                 gcur = g;
             }
-            compute(cur);
-            if (PF) cur = nxt;
+            compute(B);
+        };
+        if constexpr (PF) {
+            // two batches per trip, the buffers swap roles: no register copies between batches
+            if (r_begin < r_end) load(r_begin, cur);
+            for (int b = r_begin; b < r_end; b += 2 * FL) {
+                if (b + FL < r_end) load(b + FL, nxt);
+                batch(b, cur);
+                if (b + FL >= r_end) break;
+                if (b + 2 * FL < r_end) load(b + 2 * FL, cur);
+                batch(b + FL, nxt);
+            }
+        } else {
+            for (int b = r_begin; b < r_end; b += FL) {
+                load(b, cur);
+                batch(b, cur);
+            }
         }
     }
 
@@ -285,16 +344,24 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
 #ifdef AWQFMT_INSTANTIATE_ALL
 // Explicit instantiations so that an offline nvcc build (tests/test_kernels_compile.py) checks the template
 // body; at run time NVRTC instantiates only what is launched.
-#define AWQFMT_GEMV_INST(L, BF, Z, MT, VW, FL, PF)                                                          \
-    template __global__ void w4a16_gemv<L, BF, Z, MT, VW, FL, PF>(const u16*, const u32*, const u32*,        \
-                                                                  const u16*, u16*, float*, u32*, int, int,  \
-                                                                  int, int, int);
-AWQFMT_GEMV_INST(0, 0, 0, 1, 2, 8, 1)
-AWQFMT_GEMV_INST(0, 0, 0, 1, 4, 8, 0)
-AWQFMT_GEMV_INST(0, 1, 0, 2, 1, 4, 1)
-AWQFMT_GEMV_INST(0, 0, 0, 4, 2, 2, 0)
-AWQFMT_GEMV_INST(1, 0, 0, 1, 2, 8, 1)
-AWQFMT_GEMV_INST(2, 0, 0, 3, 2, 8, 1)
-AWQFMT_GEMV_INST(3, 0, 1, 1, 2, 8, 1)
-AWQFMT_GEMV_INST(3, 1, 0, 4, 4, 8, 0)
+#define AWQFMT_GEMV_INST(L, BF, Z, MT, VW, FL, PF, KF)                                                          \
+    template __global__ void w4a16_gemv<L, BF, Z, MT, VW, FL, PF, KF>(const u16*, const u32*, const u32*,    \
+                                                                      const u16*, u16*, float*, u32*, int, int, \
+                                                                      int, u32, u32, int);
+AWQFMT_GEMV_INST(0, 0, 0, 1, 2, 8, 1, 1)
+AWQFMT_GEMV_INST(0, 0, 0, 1, 2, 8, 1, 0)
+AWQFMT_GEMV_INST(0, 0, 0, 1, 4, 8, 0, 1)
+AWQFMT_GEMV_INST(0, 0, 0, 1, 4, 8, 0, 0)
+AWQFMT_GEMV_INST(0, 1, 0, 2, 1, 4, 1, 1)
+AWQFMT_GEMV_INST(0, 1, 0, 2, 1, 4, 1, 0)
+AWQFMT_GEMV_INST(0, 0, 0, 4, 2, 2, 0, 1)
+AWQFMT_GEMV_INST(0, 0, 0, 4, 2, 2, 0, 0)
+AWQFMT_GEMV_INST(1, 0, 0, 1, 2, 8, 1, 1)
+AWQFMT_GEMV_INST(1, 0, 0, 1, 2, 8, 1, 0)
+AWQFMT_GEMV_INST(2, 0, 0, 3, 2, 8, 1, 1)
+AWQFMT_GEMV_INST(2, 0, 0, 3, 2, 8, 1, 0)
+AWQFMT_GEMV_INST(3, 0, 1, 1, 2, 8, 1, 1)
+AWQFMT_GEMV_INST(3, 0, 1, 1, 2, 8, 1, 0)
+AWQFMT_GEMV_INST(3, 1, 0, 4, 4, 8, 0, 1)
+AWQFMT_GEMV_INST(3, 1, 0, 4, 4, 8, 0, 0)
 #endif

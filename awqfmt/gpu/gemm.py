@@ -24,6 +24,7 @@ The split-K workspace is shared per device: use one stream at a time per device.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -47,6 +48,7 @@ _CODES = {("awq", "lop3"): 0, ("logical", "lop3"): 1, ("logical", "shift"): 2, (
 _GEMM_SRC = "w4a16_gemm.cu"
 _GEMV_SRC = "w4a16_gemv.cu"
 _DEQUANT_SRC = "w4a16_dequant.cu"
+_LDSM_SRC = "w4a16_ldsm.cu"
 
 
 class GemmError(RuntimeError):
@@ -317,7 +319,8 @@ def gemv_key(p: "_Prepared", M: int) -> tuple:
 def gemv_candidate_configs(M: int) -> list[dict]:
     """GEMV configurations worth timing: vw words (8 * vw columns) per thread and row, fl rows per fp16
     batch, pf 0/1 (next batch loaded before the current one is computed), waves of resident blocks."""
-    return [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 1, "waves": 4},
+    return [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 0, "waves": 1},
+            {"vw": 2, "fl": 8, "pf": 1, "waves": 4},
             {"vw": 1, "fl": 8, "pf": 1, "waves": 1}, {"vw": 1, "fl": 8, "pf": 0, "waves": 2},
             {"vw": 2, "fl": 4, "pf": 1, "waves": 2}, {"vw": 4, "fl": 4, "pf": 0, "waves": 1}]
 
@@ -333,13 +336,14 @@ def tuning_key(p: "_Prepared", M: int) -> tuple:
 def candidate_configs(M: int) -> list[dict]:
     """Skinny-kernel configurations worth timing for M tokens: tile width wc, token tiles nt, pipeline pf,
     chk (1: zero/scale applied once per chunk of a group; 0: per unit, fewer registers), and the blocks to
-    aim for as a multiple of the SM count."""
+    aim for as a multiple of the SM count. {"ldsm": S, "nt": T} selects the shared-memory kernel
+    (kernels/w4a16_ldsm.cu) with an S-stage cp.async pipeline instead, where ldsm_ok allows it."""
     if M <= 8:
-        return [{"wc": 2, "nt": 1, "pf": 0, "chk": 1}, {"wc": 2, "nt": 1, "pf": 4, "chk": 1},
+        return [{"ldsm": 4, "nt": 1}, {"ldsm": 6, "nt": 1}, {"ldsm": 3, "nt": 1}, {"wc": 2, "nt": 1, "pf": 0, "chk": 1}, {"wc": 2, "nt": 1, "pf": 4, "chk": 1},
                 {"wc": 2, "nt": 1, "pf": 3, "chk": 1}, {"wc": 1, "nt": 1, "pf": 3, "chk": 1},
                 {"wc": 2, "nt": 1, "pf": 0, "chk": 0}, {"wc": 2, "nt": 1, "pf": 1, "chk": 0}]
     if M <= 16:
-        return [{"wc": 1, "nt": 2, "pf": 1, "chk": 0}, {"wc": 2, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1},
+        return [{"ldsm": 4, "nt": 2}, {"ldsm": 6, "nt": 2}, {"ldsm": 3, "nt": 2}, {"wc": 1, "nt": 2, "pf": 1, "chk": 0}, {"wc": 2, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1},
                 {"wc": 1, "nt": 2, "pf": 3, "chk": 0}, {"wc": 1, "nt": 2, "pf": 3, "chk": 1},
                 {"wc": 2, "nt": 2, "pf": 3, "chk": 1, "sm_mult": 1}, {"wc": 1, "nt": 2, "pf": 0, "chk": 1}]
     return [{"wc": 1, "nt": 4, "pf": 1, "chk": 0}, {"wc": 1, "nt": 4, "pf": 3, "chk": 1},
@@ -352,6 +356,21 @@ def _default_config(M: int) -> dict:
     if M <= 16:
         return {"wc": 1, "nt": 2, "pf": 1, "chk": 0}
     return {"wc": 1, "nt": 4, "pf": 1, "chk": 0}
+
+
+@functools.lru_cache(maxsize=256)
+def group_magic(d: int, n: int) -> tuple[int, int]:
+    """(gm, gmask) such that hi32(i * gm) + (i & gmask) == i // d for every 0 <= i < n: the kernels' `group_of`
+    (w4a16_common.cuh) maps a row or unit index to its quantization group without an integer division."""
+    if n <= d:
+        return 0, 0  # one group
+    if d == 1:
+        return 0, 0xFFFFFFFF
+    gm = (1 << 32) // d + 1
+    i = np.arange(n, dtype=np.uint64)
+    if n >= 1 << 32 or not np.array_equal((i * np.uint64(gm)) >> np.uint64(32), i // np.uint64(d)):
+        raise GemmUnsupported(f"group index of {n} rows/units with divisor {d} does not fit the kernels' 32-bit form")
+    return gm, 0
 
 
 def _check(check: bool) -> None:
@@ -383,6 +402,10 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
         config = TUNED.get(tuning_key(p, M))
     if config:
         cfg.update(config)
+    if cfg.get("ldsm"):
+        if ldsm_ok(p, x) and M <= 8 * LDSM_MAX_NT * 65535:
+            return _run_ldsm(p, x, y, M, cfg)
+        cfg = dict(_default_config(M))  # a tuned ldsm config on a module it cannot run: the register kernel
     if cfg.get("sm_mult") and not cfg.get("target_blocks"):
         cfg["target_blocks"] = int(cfg["sm_mult"] * _sm_count())
     wc, nt, pf, chk = int(cfg["wc"]), int(cfg["nt"]), int(cfg["pf"]), int(cfg.get("chk", 1))
@@ -401,7 +424,8 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
             pf -= 1  # the stages must fit in shared memory next to the reduction buffer
         if pf < 3:
             pf = 1
-    name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf},{chk}>"
+    kf = int(K % 32 == 0)  # every unit lies inside K: the unit loop's loads drop their bounds tests
+    name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf},{chk},{kf}>"
     kern = _kernel(_GEMM_SRC, name)
     dyn = 8 * pf * _stage_bytes(p.gptq, wc, nt) if pf >= 3 else 0
     if dyn > 48 * 1024:
@@ -424,14 +448,67 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     if tok_tiles > 65535 or splits > 65535:
         raise GemmError(f"M={M} too large for the skinny kernel")
     ws, ct = _workspace(M * N, col_tiles * tok_tiles)
-    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.G), np.int32(ups),
-            np.int32(ch_log))
+    gm, gmask = group_magic(upg or n_units, n_units)  # units per group (one group: upg = 0 or n_units)
+    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
+            np.int32(ups), np.int32(ch_log))
     grid = (col_tiles, splits, tok_tiles)
     try:
         kern(grid, (256,), args, shared_mem=dyn)
     except Exception as exc:
         raise GemmError(f"launching {name} failed: {exc}") from exc
     return {"kernel": name, "grid": grid, "units_per_split": ups, "chunk_units": CH, "shared_mem": dyn}
+
+
+LDSM_MAX_NT = 2  # token tiles of 8 per block (NT = 4 spills at 128 registers)
+
+
+def ldsm_ok(p: "_Prepared", x=None) -> bool:
+    """The shared-memory skinny kernel (kernels/w4a16_ldsm.cu) needs an AWQ-like layout with the lop3 decode,
+    K % 32 == 0, N % 64 == 0, no act-order, and 16-byte aligned tensors (x too, when given)."""
+    ptrs = [p.qw, p.qz, p.sc] + ([] if x is None else [x])
+    return (p.code in (0, 1) and p.g_idx is None and (p.G % 32 == 0 or p.G == p.K) and p.K % 32 == 0
+            and p.N % 64 == 0 and all(a.data.ptr % 16 == 0 for a in ptrs))
+
+
+def _run_ldsm(p: _Prepared, x, y, M: int, cfg: dict) -> dict:
+    stages, nt = int(cfg.get("ldsm", 4)), int(cfg.get("nt", 2))
+    if not 2 <= stages <= 6 or nt not in (1, 2):
+        raise GemmError(f"bad ldsm config {cfg} (ldsm: 2..6 stages, nt 1 or 2)")
+    if not ldsm_ok(p, x):
+        raise GemmUnsupported("the ldsm kernel needs awq/logical-lop3 words, K % 32 == 0, N % 64 == 0, "
+                              "no g_idx and 16-byte aligned tensors")
+    K, N = p.K, p.N
+    name = f"w4a16_ldsm<{p.code},{nt},{int(p.bf16)},{stages}>"
+    kern = _kernel(_LDSM_SRC, name)
+    stage_bytes = 1024 + 512 * nt + 32 + 128
+    dyn = max(8 * stages * stage_bytes, 4 * (4 * nt * 4 * 32) * 4)  # stages, then the block reduction
+    if dyn > 48 * 1024:
+        try:
+            if int(kern.max_dynamic_shared_size_bytes) < dyn:
+                kern.max_dynamic_shared_size_bytes = dyn
+        except Exception as exc:
+            raise GemmError(f"cannot give {name} {dyn} bytes of shared memory: {exc}") from exc
+    n_units = K // 32
+    col_tiles = N // 64
+    tok_tiles = -(-M // (8 * nt))
+    target = cfg.get("target_blocks") or int(cfg.get("sm_mult", 0) * _sm_count()) or \
+        _sm_count() * _blocks_per_sm(kern, smem=dyn)
+    splits = max(1, min(int(round(target / (col_tiles * tok_tiles))), -(-n_units // 8)))
+    ups = -(-n_units // splits)
+    splits = -(-n_units // ups)
+    if tok_tiles > 65535 or splits > 65535:
+        raise GemmError(f"M={M} too large for the ldsm kernel")
+    upg = p.G // 32 if p.G % 32 == 0 else 0
+    gm, gmask = group_magic(upg or n_units, n_units)
+    ws, ct = _workspace(M * N, col_tiles * tok_tiles)
+    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
+            np.int32(ups))
+    grid = (col_tiles, splits, tok_tiles)
+    try:
+        kern(grid, (256,), args, shared_mem=dyn)
+    except Exception as exc:
+        raise GemmError(f"launching {name} failed: {exc}") from exc
+    return {"kernel": name, "grid": grid, "units_per_split": ups, "shared_mem": dyn}
 
 
 def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
@@ -449,7 +526,8 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     # a thread's vw words are loaded as one vector and are all inside N or all outside
     while vw > 1 and ((N // 8) % vw or p.qw.data.ptr % (4 * vw) or p.qz.data.ptr % (4 * vw)):
         vw //= 2
-    name = f"w4a16_gemv<{p.code},{int(p.bf16)},{p.zoff},{M},{vw},{fl},{pf}>"
+    kf = int(K % 8 == 0)  # every batch lies inside K: the loads drop their bounds tests
+    name = f"w4a16_gemv<{p.code},{int(p.bf16)},{p.zoff},{M},{vw},{fl},{pf},{kf}>"
     kern = _kernel(_GEMV_SRC, name)
     col_tiles = -(-N // 256)
     rt = 8 * vw  # row-threads per block
@@ -463,7 +541,9 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     if splits > 65535:
         raise GemmError(f"gemv: {splits} K splits is too many (rpt={rpt})")
     ws, ct = _workspace(M * N, col_tiles)
-    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.G), np.int32(rpt))
+    gm, gmask = group_magic(p.G, K)  # rows per group
+    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
+            np.int32(rpt))
     grid = (col_tiles, splits, 1)
     _launch(kern, grid, (256,), args, name)
     return {"kernel": name, "grid": grid, "rows_per_thread": rpt}
