@@ -137,47 +137,53 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) xo[nt] = (u32)min(tok0 + 8 * nt + r, M - 1) * (u32)K + (u32)(8 * c);
 
+    // FAST loads, split so that the weights can run further ahead than the rest (PF = 2): 32-bit offsets
+    // from per-thread bases, no bounds tests (see FAST above).
+    auto load_w = [&](int u, u32 (&w)[WR][WV]) {
+        u32 o = (u32)u * rows32;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const u32* p = qw_t + o;
+            if constexpr (WC == 4) {
+                const uint4 v = ldg_stream_v4(p);
+                w[i][0] = v.x; w[i][1] = v.y; w[i][2] = v.z; w[i][3] = v.w;
+            } else if constexpr (WC == 2) {
+                const uint2 v = ldg_stream_v2(p);
+                w[i][0] = v.x; w[i][1] = v.y;
+            } else {
+                w[i][0] = ldg_stream_u32(p);
+            }
+            o += (u32)NW;
+        }
+    };
+    auto load_rest = [&](int u, Stage& st) {  // zeros, scales and x of unit u
+        const int g = group_of(u, gm, gmask);
+        const u32* pz = qz_t + (u32)g * (u32)NW;
+        if constexpr (WC == 4) {
+            const uint4 z4 = ldg_v4(pz);
+            st.z[0] = z4.x; st.z[1] = z4.y; st.z[2] = z4.z; st.z[3] = z4.w;
+        } else if constexpr (WC == 2) {
+            const uint2 z2 = ldg_v2(pz);
+            st.z[0] = z2.x; st.z[1] = z2.y;
+        } else {
+            st.z[0] = ldg_u32(pz);
+        }
+        const u16* ps = sc_t + (u32)g * (u32)N;
+#pragma unroll
+        for (int v = 0; v < WC; ++v) {
+            const uint4 sv = ldg_v4(ps + 8 * v);
+            st.s[4 * v] = sv.x; st.s[4 * v + 1] = sv.y; st.s[4 * v + 2] = sv.z; st.s[4 * v + 3] = sv.w;
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) st.x[nt] = ldg_v4(x_t + (xo[nt] + (u32)(u << 5)));
+    };
+
     auto load = [&](int u, Stage& st) {
         const int k0 = u << 5;
         const int g = group_of(u, gm, gmask);
         if constexpr (FAST) {
-            // 32-bit offsets from per-thread bases, no bounds tests (see FAST above)
-            u32 o = (u32)u * rows32;
-#pragma unroll
-            for (int i = 0; i < 8; ++i) {
-                const u32* p = qw_t + o;
-                if constexpr (WC == 4) {
-                    const uint4 v = ldg_stream_v4(p);
-                    st.w[i][0] = v.x; st.w[i][1] = v.y; st.w[i][2] = v.z; st.w[i][3] = v.w;
-                } else if constexpr (WC == 2) {
-                    const uint2 v = ldg_stream_v2(p);
-                    st.w[i][0] = v.x; st.w[i][1] = v.y;
-                } else {
-                    st.w[i][0] = ldg_stream_u32(p);
-                }
-                o += (u32)NW;
-            }
-            const u32* pz = qz_t + (u32)g * (u32)NW;
-            if constexpr (WC == 4) {
-                const uint4 z4 = ldg_v4(pz);
-                st.z[0] = z4.x; st.z[1] = z4.y; st.z[2] = z4.z; st.z[3] = z4.w;
-            } else if constexpr (WC == 2) {
-                const uint2 z2 = ldg_v2(pz);
-                st.z[0] = z2.x; st.z[1] = z2.y;
-            } else {
-                st.z[0] = ldg_u32(pz);
-            }
-            const u16* ps = sc_t + (u32)g * (u32)N;
-#pragma unroll
-            for (int v = 0; v < WC; ++v) {
-                const uint4 sv = ldg_v4(ps + 8 * v);
-                st.s[4 * v] = sv.x; st.s[4 * v + 1] = sv.y; st.s[4 * v + 2] = sv.z; st.s[4 * v + 3] = sv.w;
-            }
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-                const uint4 xv = ldg_v4(x_t + (xo[nt] + (u32)k0));
-                st.x[nt] = xv;
-            }
+            load_w(u, st.w);
+            load_rest(u, st);
         } else if constexpr (!GPTQ) {
 #pragma unroll
             for (int i = 0; i < 8; ++i) {
@@ -629,14 +635,45 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         }
         cp_async_wait<0>();
     } else {
+        constexpr bool SPLIT2 = FAST && PF == 2;
         Stage cur, n1, n2;
-        if constexpr (PF >= 1) {
+        if constexpr (PF >= 1 && !SPLIT2) {
             if (unit_of(0) < u_end) load(unit_of(0), cur);
         }
-        if constexpr (PF >= 2) {
+        if constexpr (PF >= 2 && !SPLIT2) {
             if (unit_of(1) < u_end) load(unit_of(1), n1);
         }
-        if constexpr (PF == 1) {
+        if constexpr (SPLIT2) {
+            // weights two units ahead, zeros/scales/x one unit ahead: 3 + 2 rotating buffers, six units per
+            // trip so that every buffer index is a compile-time constant (no register copies)
+            u32 w0[WR][WV], w1[WR][WV], w2[WR][WV];
+            Stage r0, r1;
+            if (unit_of(0) < u_end) { load_w(unit_of(0), w0); load_rest(unit_of(0), r0); }
+            if (unit_of(1) < u_end) load_w(unit_of(1), w1);
+#define AWQFMT_FAST2_STEP(K6, WCUR, WNXT2, RCUR, RNXT)                                                     \
+            {                                                                                              \
+                const int uu = unit_of(i + K6);                                                            \
+                if (uu >= u_end) break;                                                                    \
+                if (unit_of(i + K6 + 2) < u_end) load_w(unit_of(i + K6 + 2), WNXT2);                       \
+                if (unit_of(i + K6 + 1) < u_end) load_rest(unit_of(i + K6 + 1), RNXT);                     \
+                Stage st;                                                                                  \
+                _Pragma("unroll") for (int a = 0; a < WR; ++a)                                             \
+                    _Pragma("unroll") for (int b = 0; b < WV; ++b) st.w[a][b] = WCUR[a][b];                \
+                _Pragma("unroll") for (int a = 0; a < NT; ++a) st.x[a] = RCUR.x[a];                        \
+                _Pragma("unroll") for (int a = 0; a < ZR; ++a) st.z[a] = RCUR.z[a];                        \
+                _Pragma("unroll") for (int a = 0; a < SR; ++a) st.s[a] = RCUR.s[a];                        \
+                step(i + K6, uu, st);                                                                      \
+            }
+            for (int i = 0;; i += 6) {
+                AWQFMT_FAST2_STEP(0, w0, w2, r0, r1)
+                AWQFMT_FAST2_STEP(1, w1, w0, r1, r0)
+                AWQFMT_FAST2_STEP(2, w2, w1, r0, r1)
+                AWQFMT_FAST2_STEP(3, w0, w2, r1, r0)
+                AWQFMT_FAST2_STEP(4, w1, w0, r0, r1)
+                AWQFMT_FAST2_STEP(5, w2, w1, r1, r0)
+            }
+#undef AWQFMT_FAST2_STEP
+        } else if constexpr (PF == 1) {
             // two units per trip, the buffers swap roles: no register copies between units
             for (int i = 0;; i += 2) {
                 const int u = unit_of(i);

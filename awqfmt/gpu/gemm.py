@@ -48,7 +48,6 @@ _CODES = {("awq", "lop3"): 0, ("logical", "lop3"): 1, ("logical", "shift"): 2, (
 _GEMM_SRC = "w4a16_gemm.cu"
 _GEMV_SRC = "w4a16_gemv.cu"
 _DEQUANT_SRC = "w4a16_dequant.cu"
-_LDSM_SRC = "w4a16_ldsm.cu"
 
 
 class GemmError(RuntimeError):
@@ -336,14 +335,14 @@ def tuning_key(p: "_Prepared", M: int) -> tuple:
 def candidate_configs(M: int) -> list[dict]:
     """Skinny-kernel configurations worth timing for M tokens: tile width wc, token tiles nt, pipeline pf,
     chk (1: zero/scale applied once per chunk of a group; 0: per unit, fewer registers), and the blocks to
-    aim for as a multiple of the SM count. {"ldsm": S, "nt": T} selects the shared-memory kernel
-    (kernels/w4a16_ldsm.cu) with an S-stage cp.async pipeline instead, where ldsm_ok allows it."""
+    aim for as a multiple of the SM count ("splits" fixes the K splits instead). pf = 2 on AWQ-like words with
+    K % 32 == 0 keeps the weights two units ahead and the rest one (the split prefetch of run 10)."""
     if M <= 8:
-        return [{"ldsm": 4, "nt": 1}, {"ldsm": 6, "nt": 1}, {"ldsm": 3, "nt": 1}, {"wc": 2, "nt": 1, "pf": 0, "chk": 1}, {"wc": 2, "nt": 1, "pf": 4, "chk": 1},
+        return [{"wc": 2, "nt": 1, "pf": 0, "chk": 1}, {"wc": 1, "nt": 1, "pf": 2, "chk": 0}, {"wc": 2, "nt": 1, "pf": 4, "chk": 1},
                 {"wc": 2, "nt": 1, "pf": 3, "chk": 1}, {"wc": 1, "nt": 1, "pf": 3, "chk": 1},
                 {"wc": 2, "nt": 1, "pf": 0, "chk": 0}, {"wc": 2, "nt": 1, "pf": 1, "chk": 0}]
     if M <= 16:
-        return [{"ldsm": 4, "nt": 2}, {"ldsm": 6, "nt": 2}, {"ldsm": 3, "nt": 2}, {"wc": 1, "nt": 2, "pf": 1, "chk": 0}, {"wc": 2, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1},
+        return [{"wc": 1, "nt": 2, "pf": 1, "chk": 0}, {"wc": 1, "nt": 2, "pf": 2, "chk": 0}, {"wc": 2, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1},
                 {"wc": 1, "nt": 2, "pf": 3, "chk": 0}, {"wc": 1, "nt": 2, "pf": 3, "chk": 1},
                 {"wc": 2, "nt": 2, "pf": 3, "chk": 1, "sm_mult": 1}, {"wc": 1, "nt": 2, "pf": 0, "chk": 1}]
     return [{"wc": 1, "nt": 4, "pf": 1, "chk": 0}, {"wc": 1, "nt": 4, "pf": 3, "chk": 1},
@@ -402,10 +401,6 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
         config = TUNED.get(tuning_key(p, M))
     if config:
         cfg.update(config)
-    if cfg.get("ldsm"):
-        if ldsm_ok(p, x) and M <= 8 * LDSM_MAX_NT * 65535:
-            return _run_ldsm(p, x, y, M, cfg)
-        cfg = dict(_default_config(M))  # a tuned ldsm config on a module it cannot run: the register kernel
     if cfg.get("sm_mult") and not cfg.get("target_blocks"):
         cfg["target_blocks"] = int(cfg["sm_mult"] * _sm_count())
     wc, nt, pf, chk = int(cfg["wc"]), int(cfg["nt"]), int(cfg["pf"]), int(cfg.get("chk", 1))
@@ -442,7 +437,11 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     upg = p.G // 32 if p.G % 32 == 0 else 0
     ch_log = 0 if not chk else 2 if (p.G == K or upg % 4 == 0) else 1 if upg % 2 == 0 else 0
     CH = 1 << ch_log
-    splits = max(1, min(int(round(target / (col_tiles * tok_tiles))), -(-n_units // 8)))
+    max_splits = -(-n_units // 8)  # at least one unit per warp
+    if cfg.get("splits"):
+        splits = max(1, min(int(cfg["splits"]), max_splits))
+    else:
+        splits = max(1, min(int(round(target / (col_tiles * tok_tiles))), max_splits))
     ups = -(-(-(-n_units // splits)) // CH) * CH
     splits = -(-n_units // ups)
     if tok_tiles > 65535 or splits > 65535:
@@ -457,58 +456,6 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     except Exception as exc:
         raise GemmError(f"launching {name} failed: {exc}") from exc
     return {"kernel": name, "grid": grid, "units_per_split": ups, "chunk_units": CH, "shared_mem": dyn}
-
-
-LDSM_MAX_NT = 2  # token tiles of 8 per block (NT = 4 spills at 128 registers)
-
-
-def ldsm_ok(p: "_Prepared", x=None) -> bool:
-    """The shared-memory skinny kernel (kernels/w4a16_ldsm.cu) needs an AWQ-like layout with the lop3 decode,
-    K % 32 == 0, N % 64 == 0, no act-order, and 16-byte aligned tensors (x too, when given)."""
-    ptrs = [p.qw, p.qz, p.sc] + ([] if x is None else [x])
-    return (p.code in (0, 1) and p.g_idx is None and (p.G % 32 == 0 or p.G == p.K) and p.K % 32 == 0
-            and p.N % 64 == 0 and all(a.data.ptr % 16 == 0 for a in ptrs))
-
-
-def _run_ldsm(p: _Prepared, x, y, M: int, cfg: dict) -> dict:
-    stages, nt = int(cfg.get("ldsm", 4)), int(cfg.get("nt", 2))
-    if not 2 <= stages <= 6 or nt not in (1, 2):
-        raise GemmError(f"bad ldsm config {cfg} (ldsm: 2..6 stages, nt 1 or 2)")
-    if not ldsm_ok(p, x):
-        raise GemmUnsupported("the ldsm kernel needs awq/logical-lop3 words, K % 32 == 0, N % 64 == 0, "
-                              "no g_idx and 16-byte aligned tensors")
-    K, N = p.K, p.N
-    name = f"w4a16_ldsm<{p.code},{nt},{int(p.bf16)},{stages}>"
-    kern = _kernel(_LDSM_SRC, name)
-    stage_bytes = 1024 + 512 * nt + 32 + 128
-    dyn = max(8 * stages * stage_bytes, 4 * (4 * nt * 4 * 32) * 4)  # stages, then the block reduction
-    if dyn > 48 * 1024:
-        try:
-            if int(kern.max_dynamic_shared_size_bytes) < dyn:
-                kern.max_dynamic_shared_size_bytes = dyn
-        except Exception as exc:
-            raise GemmError(f"cannot give {name} {dyn} bytes of shared memory: {exc}") from exc
-    n_units = K // 32
-    col_tiles = N // 64
-    tok_tiles = -(-M // (8 * nt))
-    target = cfg.get("target_blocks") or int(cfg.get("sm_mult", 0) * _sm_count()) or \
-        _sm_count() * _blocks_per_sm(kern, smem=dyn)
-    splits = max(1, min(int(round(target / (col_tiles * tok_tiles))), -(-n_units // 8)))
-    ups = -(-n_units // splits)
-    splits = -(-n_units // ups)
-    if tok_tiles > 65535 or splits > 65535:
-        raise GemmError(f"M={M} too large for the ldsm kernel")
-    upg = p.G // 32 if p.G % 32 == 0 else 0
-    gm, gmask = group_magic(upg or n_units, n_units)
-    ws, ct = _workspace(M * N, col_tiles * tok_tiles)
-    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
-            np.int32(ups))
-    grid = (col_tiles, splits, tok_tiles)
-    try:
-        kern(grid, (256,), args, shared_mem=dyn)
-    except Exception as exc:
-        raise GemmError(f"launching {name} failed: {exc}") from exc
-    return {"kernel": name, "grid": grid, "units_per_split": ups, "shared_mem": dyn}
 
 
 def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
@@ -587,7 +534,7 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
-    {wc, nt, pf, chk, target_blocks}; gemv: {vw, fl, pf, waves, rpt, target_blocks}). method "gemv" takes
+    {wc, nt, pf, chk, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks}). method "gemv" takes
     1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
     """
     cp = _cupy()

@@ -44,7 +44,10 @@ def write_markdown(path: Path, doc: dict) -> None:
              "consecutive launches read different copies of the weights (working set >= 3x L2), so weights stream "
              "from HBM, for cuBLAS as for our kernels. "
              "cuBLAS fp16 = the faster of `cupy.matmul` (timed before and after our kernels, faster kept) and "
-             "`torch.matmul` on a random fp16 [K, N] matrix, in the same run. Small-M kernels: "
+             "`torch.matmul` on a random fp16 [K, N] matrix, in the same run. Rows on the dequantize + cuBLAS "
+             "path (M >= 256, compute-bound, where clocks and temperature drift by more than the margins measured) "
+             "are then timed in 3 alternating rounds of baseline-then-ours, and the two medians are reported "
+             "(`alternating` in results.json holds every round). Small-M kernels: "
              "each layout tuned on its own (`tune_small`: the skinny kernel's candidates, and for M <= 4 the GEMV's, "
              "same candidates for all layouts; `method=\"auto\"` then runs the faster of the two for that shape). `BW/copy` = fewest bytes the "
              "W4A16 GEMM must move (packed weights, zeros, scales, x, y) / time, as a fraction of the copy rate.\n")

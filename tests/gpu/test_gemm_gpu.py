@@ -167,7 +167,10 @@ def test_large_shapes_gemv(layout, K, N, M):
                                     # 4 stages do not fit in shared memory: falls back to 3
                                     {"wc": 4, "nt": 1, "pf": 4, "chk": 1, "target_blocks": 7},
                                     {"wc": 2, "nt": 1, "pf": 3, "chk": 1, "target_blocks": 1},
-                                    {"wc": 4, "nt": 1, "pf": 1, "chk": 1, "target_blocks": 100000}])
+                                    {"wc": 4, "nt": 1, "pf": 1, "chk": 1, "target_blocks": 100000},
+                                    {"wc": 1, "nt": 2, "pf": 2, "chk": 0}, {"wc": 1, "nt": 1, "pf": 2, "chk": 0},
+                                    {"wc": 2, "nt": 2, "pf": 2, "chk": 1, "splits": 5},
+                                    {"wc": 2, "nt": 1, "pf": 1, "chk": 0, "splits": 3}])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_skinny_configs(config, layout):
     """Tile shapes, register prefetch 0-2 and cp.async pipelines of 3-4 stages, per-unit (chk=0) and per-chunk
@@ -176,55 +179,6 @@ def test_skinny_configs(config, layout):
     module = make_module(rng, 2048, 1024, 128, layout=layout)
     for M in (1, 6, 19):
         run_case(layout, module, M, method="skinny", config=config, rng=rng, seed=seed)
-
-
-LDSM_LAYOUTS = [("awq", None), ("logical", "lop3")]
-
-
-@pytest.mark.parametrize("layout,decode", LDSM_LAYOUTS)
-@pytest.mark.parametrize("G", GROUPS)
-@pytest.mark.parametrize("stages,nt", [(2, 1), (3, 2), (4, 1), (4, 2), (6, 2)])
-def test_ldsm_kernel(layout, decode, G, stages, nt):
-    """The shared-memory skinny kernel (cp.async + ldmatrix): every group size, pipeline depth and token-tile
-    count; M below, at and past a token tile (rows past M re-read token M - 1 and are never stored), three
-    64-column tiles."""
-    rng, seed = _rng()
-    module = make_module(rng, 1024, 192, G, layout=layout)
-    for M in (1, 5, 8, 13, 16, 17):
-        _, info = run_case(layout, module, M, method="skinny", decode=decode, config={"ldsm": stages, "nt": nt},
-                           rng=rng, seed=seed)
-        assert info["kernel"] == f"w4a16_ldsm<{0 if layout == 'awq' else 1},{nt},0,{stages}>"
-
-
-@pytest.mark.parametrize("layout,decode", LDSM_LAYOUTS)
-@pytest.mark.parametrize("extra", [{"target_blocks": 1}, {"target_blocks": 100000}, {"target_blocks": 7}])
-def test_ldsm_splits_and_bf16(layout, decode, extra):
-    """No K split, one unit per split (the most workspace traffic) and an odd split; bf16 scales."""
-    rng, seed = _rng()
-    for bf16 in (False, True):
-        module = make_module(rng, 2048, 512, 128, layout=layout, bf16=bf16)
-        for M in (1, 16):
-            run_case(layout, module, M, method="skinny", decode=decode, config={"ldsm": 4, "nt": 2, **extra},
-                     rng=rng, seed=seed)
-
-
-@pytest.mark.parametrize("K,N,M", [(4096, 4096, 16), (8192, 1024, 3), (1024, 8192, 9)])
-def test_ldsm_large_shapes(K, N, M):
-    rng, seed = _rng()
-    module = make_module(rng, K, N, 128, layout="awq")
-    run_case("awq", module, M, method="skinny", config={"ldsm": 4, "nt": 2}, rng=rng, seed=seed)
-
-
-@pytest.mark.parametrize("layout,decode,K,N", [("awq", None, 1024, 72), ("awq", None, 100, 128),
-                                               ("logical", "shift", 1024, 128), ("gptq", None, 1024, 128)])
-def test_ldsm_config_falls_back_where_it_cannot_run(layout, decode, K, N):
-    """A tuned ldsm configuration on a module it cannot take (N % 64, K % 32, shift decoder, GPTQ words) runs the
-    register kernel instead, correctly."""
-    rng, seed = _rng()
-    module = make_module(rng, K, N, -1, layout=layout)
-    _, info = run_case(layout, module, 5, method="skinny", decode=decode, config={"ldsm": 4, "nt": 2}, rng=rng,
-                       seed=seed)
-    assert info["kernel"].startswith("w4a16_skinny<")
 
 
 @pytest.mark.parametrize("M", [1, 16, 300])
