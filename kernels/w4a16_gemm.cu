@@ -107,14 +107,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     const int tile = blockIdx.x;
     const int u_begin = blockIdx.y * units_per_split;
     const int u_end = min(n_units, u_begin + units_per_split);
-    // CW (column warps, KF = 2): the block's 8 warps take 8 neighbouring column tiles and walk the same units
-    // together, so each unit's activations are fetched from L2 once per block instead of once per warp (the
-    // other 7 warps hit L1) and the block reads 8 neighbouring 32-byte pieces of every row; no block reduction.
-    // Otherwise the 8 warps share one column tile and take its units round-robin.
-    constexpr bool CW = (KF == 2);
-    const int bcols = CW ? 8 * BCOLS : BCOLS;  // columns of the block
-    const int bcol0 = tile * bcols;
-    const int col0 = CW ? bcol0 + warp * BCOLS : bcol0;  // columns of this warp
+    const int col0 = tile * BCOLS;
 
     float acc[TILES][NT][4];
 #pragma unroll
@@ -134,7 +127,6 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     // address is a per-thread base plus a 32-bit offset (one tensor < 16 GiB). Measured reason (run 10):
     // the generic loads cost ~200 of the ~460 instructions of a unit, mostly IMAD/LEA/ISETP.
     constexpr bool FAST = KF && !GPTQ && !ASYNC;
-    static_assert(!CW || FAST, "column warps need the FAST loads (AWQ-like words, K % 32 == 0, register loads)");
     const int wcl = awq_cols_ok ? wc0 : 0;
     const u32* qw_t = opaque(qw + (size_t)(8 * c) * NW + wcl);
     const u32* qz_t = opaque(qz + wcl);
@@ -614,9 +606,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     // one group); unit i of the warp is unit_of(i). PF = 1, 2: the next one or two units' loads are in flight
     // (registers) while one computes; PF >= 3: a cp.async pipeline of PF stages per warp.
     const int CH = 1 << ch_log;
-    auto unit_of = [&](int i) {
-        return CW ? u_begin + i : u_begin + ((warp + 8 * (i >> ch_log)) << ch_log) + (i & (CH - 1));
-    };
+    auto unit_of = [&](int i) { return u_begin + ((warp + 8 * (i >> ch_log)) << ch_log) + (i & (CH - 1)); };
     auto step = [&](int i, int u, const Stage& st) {
         if constexpr (CHK) {
             accumulate(st);
@@ -713,27 +703,6 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         }
     }
 
-    const int ntok = min(TOK, M - tok0);
-    const int ncol = min(bcols, N - bcol0);
-    const bool whole = (u_begin == 0 && u_end == n_units);  // this block alone covers the tile's K
-    if constexpr (CW) {
-        // each warp owns its columns: accumulator (tile ti = 4 v + t, token tile nt, j) -> column of nibble
-        // 2t + j / 2 of word wc0 + v, token 8 nt + 2 c + j % 2
-#pragma unroll
-        for (int ti = 0; ti < TILES; ++ti)
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    const int tok = tok0 + 8 * nt + 2 * c + (j & 1);
-                    const int col = 8 * (wc0 + (ti >> 2)) + awqfmt::nib_col<LAYOUT>(2 * (ti & 3) + (j >> 1));
-                    if (awq_cols_ok && tok < M) {
-                        const size_t o = (size_t)tok * N + col;
-                        if (whole) y[o] = f2h(acc[ti][nt][j]);
-                        else atomicAdd(&ws[o], acc[ti][nt][j]);
-                    }
-                }
-    } else {
     // ---- block reduction: accumulators in fragment order (lane fastest: no bank conflicts, no atomics);
     // warps 4-7 store, warps 0-3 add theirs, then the four slices are summed per output element.
     {
@@ -758,6 +727,9 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         __syncthreads();
     }
 
+    const int ntok = min(TOK, M - tok0);
+    const int ncol = min(BCOLS, N - col0);
+    const bool whole = (u_begin == 0 && u_end == n_units);  // this block alone covers the tile's K
     // output element (lt, lc) of the block -> its slot in fragment order
     for (int i = tid; i < ntok * BCOLS; i += 256) {
         const int lt = i / BCOLS, lc = i - lt * BCOLS;
@@ -780,7 +752,6 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         if (whole) y[o] = f2h(v);
         else atomicAdd(&ws[o], v);
     }
-    }
     if (!whole) {
         // ---- split K: the block that completes the tile's units converts the workspace to fp16 and zeroes it
         __threadfence();
@@ -794,10 +765,10 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         __syncthreads();
         if (s_last) {
             __threadfence();
-            for (int i = tid; i < ntok * bcols; i += 256) {
-                const int lt = i / bcols, lc = i - lt * bcols;
+            for (int i = tid; i < ntok * BCOLS; i += 256) {
+                const int lt = i / BCOLS, lc = i - lt * BCOLS;
                 if (lc < ncol) {
-                    const size_t o = (size_t)(tok0 + lt) * N + bcol0 + lc;
+                    const size_t o = (size_t)(tok0 + lt) * N + col0 + lc;
                     y[o] = f2h(ld_cg_f32(&ws[o]));
                     st_cg_f32(&ws[o], 0.f);
                 }
@@ -825,14 +796,6 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                                                             u16*, float*, u32*, int, int, int, u32, u32, int, int);  \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1, 0, 0>(const u16*, const u32*, const u32*, const u16*, \
                                                             u16*, float*, u32*, int, int, int, u32, u32, int, int);
-#define AWQFMT_INSTCW(L, WC, NT, BF, PF, CHK)                                                               \
-    template __global__ void w4a16_skinny<L, WC, NT, BF, 0, PF, CHK, 2>(const u16*, const u32*, const u32*,      \
-                                                            const u16*, u16*, float*, u32*, int, int, int, u32, \
-                                                            u32, int, int);
-AWQFMT_INSTCW(0, 1, 2, 0, 2, 0)
-AWQFMT_INSTCW(0, 1, 2, 1, 1, 1)
-AWQFMT_INSTCW(1, 2, 1, 0, 0, 0)
-AWQFMT_INSTCW(2, 1, 4, 0, 1, 0)
 AWQFMT_INST(0, 4, 1, 0, 0)
 AWQFMT_INSTA(0, 2, 1, 0, 0)
 AWQFMT_INSTA(0, 1, 2, 0, 0)

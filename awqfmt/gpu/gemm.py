@@ -336,16 +336,13 @@ def candidate_configs(M: int) -> list[dict]:
     """Skinny-kernel configurations worth timing for M tokens: tile width wc, token tiles nt, pipeline pf,
     chk (1: zero/scale applied once per chunk of a group; 0: per unit, fewer registers), and the blocks to
     aim for as a multiple of the SM count ("splits" fixes the K splits instead). pf = 2 on AWQ-like words with
-    K % 32 == 0 keeps the weights two units ahead and the rest one (the split prefetch of run 10); "cw": 1 there
-    gives each of a block's 8 warps its own column tile over the same units (activations fetched once per block)."""
+    K % 32 == 0 keeps the weights two units ahead and the rest one (the split prefetch of run 10)."""
     if M <= 8:
-        return [{"wc": 2, "nt": 1, "pf": 0, "chk": 1}, {"wc": 1, "nt": 1, "pf": 2, "chk": 0},
-                {"wc": 1, "nt": 1, "pf": 2, "chk": 0, "cw": 1}, {"wc": 2, "nt": 1, "pf": 1, "chk": 0, "cw": 1}, {"wc": 2, "nt": 1, "pf": 4, "chk": 1},
+        return [{"wc": 2, "nt": 1, "pf": 0, "chk": 1}, {"wc": 1, "nt": 1, "pf": 2, "chk": 0}, {"wc": 2, "nt": 1, "pf": 4, "chk": 1},
                 {"wc": 2, "nt": 1, "pf": 3, "chk": 1}, {"wc": 1, "nt": 1, "pf": 3, "chk": 1},
                 {"wc": 2, "nt": 1, "pf": 0, "chk": 0}, {"wc": 2, "nt": 1, "pf": 1, "chk": 0}]
     if M <= 16:
-        return [{"wc": 1, "nt": 2, "pf": 1, "chk": 0}, {"wc": 1, "nt": 2, "pf": 2, "chk": 0},
-                {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "cw": 1}, {"wc": 1, "nt": 2, "pf": 1, "chk": 0, "cw": 1}, {"wc": 2, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1},
+        return [{"wc": 1, "nt": 2, "pf": 1, "chk": 0}, {"wc": 1, "nt": 2, "pf": 2, "chk": 0}, {"wc": 2, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1},
                 {"wc": 1, "nt": 2, "pf": 3, "chk": 0}, {"wc": 1, "nt": 2, "pf": 3, "chk": 1},
                 {"wc": 2, "nt": 2, "pf": 3, "chk": 1, "sm_mult": 1}, {"wc": 1, "nt": 2, "pf": 0, "chk": 1}]
     return [{"wc": 1, "nt": 4, "pf": 1, "chk": 0}, {"wc": 1, "nt": 4, "pf": 3, "chk": 1},
@@ -422,10 +419,7 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
             pf -= 1  # the stages must fit in shared memory next to the reduction buffer
         if pf < 3:
             pf = 1
-    # kf 1: every unit lies inside K, the unit loop's loads drop their bounds tests; kf 2: also column warps
-    kf = int(K % 32 == 0)
-    if kf and cfg.get("cw") and not p.gptq and pf < 3:
-        kf = 2
+    kf = int(K % 32 == 0)  # every unit lies inside K: the unit loop's loads drop their bounds tests
     name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf},{chk},{kf}>"
     kern = _kernel(_GEMM_SRC, name)
     dyn = 8 * pf * _stage_bytes(p.gptq, wc, nt) if pf >= 3 else 0
@@ -436,7 +430,7 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
         except Exception as exc:
             raise GemmError(f"cannot give {name} {dyn} bytes of shared memory: {exc}") from exc
     n_units = -(-K // 32)
-    col_tiles = -(-N // (64 * wc * (8 if kf == 2 else 1)))
+    col_tiles = -(-N // (64 * wc))
     tok_tiles = -(-M // (8 * nt))
     target = cfg.get("target_blocks") or _sm_count() * _blocks_per_sm(kern, smem=dyn)
     # chunks of CH consecutive units share one zero/scale application; they must not cross a group
@@ -540,7 +534,7 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
-    {wc, nt, pf, chk, cw, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks}). method "gemv" takes
+    {wc, nt, pf, chk, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks}). method "gemv" takes
     1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
     """
     cp = _cupy()
