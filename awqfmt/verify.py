@@ -157,31 +157,35 @@ def activations(name: str, K: int, tokens: int, seed: int) -> np.ndarray:
     return rng.standard_normal((tokens, K), dtype=np.float32).astype(np.float16)
 
 
-def reference_output(module: LogicalModule, x: np.ndarray) -> np.ndarray:
+def reference_output(module: LogicalModule, x: np.ndarray, xp=np) -> np.ndarray:
     """x @ W in float64, W[k, n] = (codes[k, n] - zeros[g[k], n]) * scales[g[k], n] from the logical decode,
-    dequantized a block of rows at a time (whole groups at a time, broadcast, when g is k // group_size)."""
-    scales = dtypes.to_float64(module.scales, module.scale_dtype)
-    zeros = module.zeros.astype(np.float64)
-    x64 = np.asarray(x, dtype=np.float64)
+    dequantized a block of rows at a time (whole groups at a time, broadcast, when g is k // group_size).
+
+    xp: the array module doing the arithmetic: numpy, or cupy with the GPU backend (the codes travel as uint8,
+    the float64 blocks are built and multiplied on the device: seconds instead of minutes on a 7B model). The
+    result is always a numpy float64 array."""
+    scales = xp.asarray(dtypes.to_float64(module.scales, module.scale_dtype))
+    zeros = xp.asarray(module.zeros.astype(np.float64))
+    x64 = xp.asarray(np.asarray(x, dtype=np.float64))
     K, N = module.K, module.N
-    y = np.zeros((x64.shape[0], N), dtype=np.float64)
+    y = xp.zeros((x64.shape[0], N), dtype=np.float64)
     rows_per_step = max(1, REF_CHUNK_BYTES // (8 * max(1, N)))
     group = K if module.group_size == -1 else module.group_size
     if module.g_idx is None and group > 0 and K % group == 0:
         groups_per_step = max(1, rows_per_step // group)
         for g0 in range(0, K // group, groups_per_step):
             g1 = min(K // group, g0 + groups_per_step)
-            w = module.codes[g0 * group:g1 * group].reshape(g1 - g0, group, N).astype(np.float64)
+            w = xp.asarray(module.codes[g0 * group:g1 * group]).reshape(g1 - g0, group, N).astype(np.float64)
             w -= zeros[g0:g1, None, :]
             w *= scales[g0:g1, None, :]
             y += x64[:, g0 * group:g1 * group] @ w.reshape(-1, N)
-        return y
-    g = module.effective_g_idx()
-    for k0 in range(0, K, rows_per_step):
-        k1 = min(K, k0 + rows_per_step)
-        rows = g[k0:k1]
-        y += x64[:, k0:k1] @ ((module.codes[k0:k1].astype(np.float64) - zeros[rows]) * scales[rows])
-    return y
+    else:
+        g = xp.asarray(module.effective_g_idx())
+        for k0 in range(0, K, rows_per_step):
+            k1 = min(K, k0 + rows_per_step)
+            rows = g[k0:k1]
+            y += x64[:, k0:k1] @ ((xp.asarray(module.codes[k0:k1]).astype(np.float64) - zeros[rows]) * scales[rows])
+    return y if xp is np else xp.asnumpy(y)
 
 
 def compare(y: np.ndarray, expected: np.ndarray, tolerance: float) -> Comparison:
@@ -401,7 +405,7 @@ def _verify_module(name: str, src: _Source, ckpt: Checkpoint, other: Checkpoint 
     except (DecodeError, ValueError) as exc:
         return fail("verify.undecodable", f"cannot decode as {fit.bits}-bit {fit.spec.name}: {exc}", tensor=getattr(exc, "tensor", None))
     x = activations(name, fit.K, tokens, seed)
-    ref = reference_output(loaded.logical, x)
+    ref = reference_output(loaded.logical, x, be.array_module)
     y, used, secs = _run_packed(be, fallback, src, loaded, x, mv.findings)
     check = compare(y, ref, tolerance)
     mv.run = SideRun(fit.spec.name, fit.bits, fit.K, fit.N, fit.G, used, secs, check)
@@ -461,7 +465,7 @@ def _against(mv: ModuleVerification, name: str, fit: Fit, ckpt: Checkpoint, othe
             fail("verify.undecodable", f"cannot decode the --against module as {ofit.bits}-bit {ofit.spec.name}: {exc}")
             return
         y_other, used, secs = _run_packed(be, fallback, src, loaded, x, mv.findings)
-        own = compare(y_other, reference_output(loaded.logical, x), tolerance)
+        own = compare(y_other, reference_output(loaded.logical, x, be.array_module), tolerance)
         mv.against = SideRun(ofit.spec.name, ofit.bits, ofit.K, ofit.N, ofit.G, used, secs, own)
         if not own.ok:
             fail("verify.kernel-mismatch", f"--against ({ofit.spec.name}): the {used} backend differs from its own float64 reference: "

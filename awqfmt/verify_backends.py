@@ -40,6 +40,7 @@ class BackendCannotRun(Exception):
 
 class Backend(Protocol):
     name: str
+    array_module: object  # numpy or cupy: where verify builds and multiplies its float64 reference
 
     def supports(self, spec: LayoutSpec, bits: int) -> bool: ...
 
@@ -156,6 +157,7 @@ def numpy_packed_gemm(spec: LayoutSpec, tensors: Mapping[str, np.ndarray], dtype
 
 class NumpyBackend:
     name = "numpy"
+    array_module = np  # where verify computes its float64 reference
 
     def supports(self, spec: LayoutSpec, bits: int) -> bool:
         return bits in spec.bits
@@ -180,8 +182,11 @@ class CupyBackend:
     warm_up = True  # verify runs each module twice and times the second call (the first may compile the kernel)
 
     def __init__(self):
+        import cupy  # noqa: PLC0415
+
         from . import gpu  # noqa: PLC0415
         self._gpu = gpu
+        self.array_module = cupy  # the float64 reference runs on the GPU too
 
     def supports(self, spec: LayoutSpec, bits: int) -> bool:
         return self._gpu.supports(spec.name, bits)

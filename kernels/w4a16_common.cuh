@@ -178,6 +178,26 @@ __device__ __forceinline__ void st_v4(void* p, u32 a, u32 b, u32 c, u32 d) {
     asm volatile("st.global.v4.u32 [%0], {%1,%2,%3,%4};" ::"l"(p), "r"(a), "r"(b), "r"(c), "r"(d));
 }
 
+// N (1, 2 or 4) consecutive 32-bit words at p into out[0 .. N) with one vector load (16-, 8- or 4-byte aligned);
+// when !ok, zeros and nothing is read. STREAM: no L1 allocation (weights read once); else L1-cached (reused).
+template <int N, bool STREAM = false>
+__device__ __forceinline__ void ldg_words(const void* p, u32* out, bool ok = true) {
+    static_assert(N == 1 || N == 2 || N == 4, "1, 2 or 4 words");
+    if constexpr (N == 4) {
+        const uint4 v = ok ? (STREAM ? ldg_stream_v4(p) : ldg_v4(p)) : u4(0, 0, 0, 0);
+        out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+    } else if constexpr (N == 2) {
+        const uint2 v = ok ? (STREAM ? ldg_stream_v2(p) : ldg_v2(p)) : u2(0, 0);
+        out[0] = v.x; out[1] = v.y;
+    } else {
+        out[0] = ok ? (STREAM ? ldg_stream_u32(p) : ldg_u32(p)) : 0u;
+    }
+}
+template <int N>
+__device__ __forceinline__ void ldg_stream_words(const void* p, u32* out, bool ok = true) {
+    ldg_words<N, true>(p, out, ok);
+}
+
 // ---- cp.async (Ampere+) and shared-memory access by 32-bit shared addresses ------------------------------
 __device__ __forceinline__ u32 smem_addr(const void* p) {
     unsigned long long a;
@@ -211,6 +231,20 @@ __device__ __forceinline__ u32 lds_u32(u32 a) {
     u32 r;
     asm volatile("ld.shared.u32 %0, [%1];" : "=r"(r) : "r"(a) : "memory");
     return r;
+}
+// N (1, 2 or 4) consecutive 32-bit words at shared address a into out[0 .. N).
+template <int N>
+__device__ __forceinline__ void lds_words(u32 a, u32* out) {
+    static_assert(N == 1 || N == 2 || N == 4, "1, 2 or 4 words");
+    if constexpr (N == 4) {
+        const uint4 v = lds_v4(a);
+        out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+    } else if constexpr (N == 2) {
+        const uint2 v = lds_v2(a);
+        out[0] = v.x; out[1] = v.y;
+    } else {
+        out[0] = lds_u32(a);
+    }
 }
 
 // ---- int4 -> fp16 decoders ---------------------------------------------------------------------------

@@ -143,31 +143,13 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         u32 o = (u32)u * rows32;
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-            const u32* p = qw_t + o;
-            if constexpr (WC == 4) {
-                const uint4 v = ldg_stream_v4(p);
-                w[i][0] = v.x; w[i][1] = v.y; w[i][2] = v.z; w[i][3] = v.w;
-            } else if constexpr (WC == 2) {
-                const uint2 v = ldg_stream_v2(p);
-                w[i][0] = v.x; w[i][1] = v.y;
-            } else {
-                w[i][0] = ldg_stream_u32(p);
-            }
+            ldg_stream_words<WC>(qw_t + o, w[i]);
             o += (u32)NW;
         }
     };
     auto load_rest = [&](int u, Stage& st) {  // zeros, scales and x of unit u
         const int g = group_of(u, gm, gmask);
-        const u32* pz = qz_t + (u32)g * (u32)NW;
-        if constexpr (WC == 4) {
-            const uint4 z4 = ldg_v4(pz);
-            st.z[0] = z4.x; st.z[1] = z4.y; st.z[2] = z4.z; st.z[3] = z4.w;
-        } else if constexpr (WC == 2) {
-            const uint2 z2 = ldg_v2(pz);
-            st.z[0] = z2.x; st.z[1] = z2.y;
-        } else {
-            st.z[0] = ldg_u32(pz);
-        }
+        ldg_words<WC>(qz_t + (u32)g * (u32)NW, st.z);
         const u16* ps = sc_t + (u32)g * (u32)N;
 #pragma unroll
         for (int v = 0; v < WC; ++v) {
@@ -189,27 +171,9 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
             for (int i = 0; i < 8; ++i) {
                 const int row = k0 + 8 * c + i;
                 const bool ok = awq_cols_ok && row < K;
-                const u32* p = qw + (size_t)row * NW + wc0;
-                if constexpr (WC == 4) {
-                    const uint4 v = ok ? ldg_stream_v4(p) : u4(0, 0, 0, 0);
-                    st.w[i][0] = v.x; st.w[i][1] = v.y; st.w[i][2] = v.z; st.w[i][3] = v.w;
-                } else if constexpr (WC == 2) {
-                    const uint2 v = ok ? ldg_stream_v2(p) : u2(0, 0);
-                    st.w[i][0] = v.x; st.w[i][1] = v.y;
-                } else {
-                    st.w[i][0] = ok ? ldg_stream_u32(p) : 0u;
-                }
+                ldg_stream_words<WC>(qw + (size_t)row * NW + wc0, st.w[i], ok);
             }
-            const u32* pz = qz + (size_t)g * NW + wc0;
-            if constexpr (WC == 4) {
-                const uint4 z4 = awq_cols_ok ? ldg_v4(pz) : u4(0, 0, 0, 0);
-                st.z[0] = z4.x; st.z[1] = z4.y; st.z[2] = z4.z; st.z[3] = z4.w;
-            } else if constexpr (WC == 2) {
-                const uint2 z2 = awq_cols_ok ? ldg_v2(pz) : u2(0, 0);
-                st.z[0] = z2.x; st.z[1] = z2.y;
-            } else {
-                st.z[0] = awq_cols_ok ? ldg_u32(pz) : 0u;
-            }
+            ldg_words<WC>(qz + (size_t)g * NW + wc0, st.z, awq_cols_ok);
 #pragma unroll
             for (int v = 0; v < WC; ++v) {
                 const uint4 sv = awq_cols_ok ? ldg_v4(sc + (size_t)g * N + 8 * (wc0 + v)) : u4(0, 0, 0, 0);
@@ -295,27 +259,9 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         if constexpr (!GPTQ) {
 #pragma unroll
             for (int i = 0; i < 8; ++i) {
-                const u32 a = sb + (u32)(i * 128 * WC) + l4 * (4 * WC);
-                if constexpr (WC == 4) {
-                    const uint4 v = lds_v4(a);
-                    st.w[i][0] = v.x; st.w[i][1] = v.y; st.w[i][2] = v.z; st.w[i][3] = v.w;
-                } else if constexpr (WC == 2) {
-                    const uint2 v = lds_v2(a);
-                    st.w[i][0] = v.x; st.w[i][1] = v.y;
-                } else {
-                    st.w[i][0] = lds_u32(a);
-                }
+                lds_words<WC>(sb + (u32)(i * 128 * WC) + l4 * (4 * WC), st.w[i]);
             }
-            const u32 az = sb + OZ + l4 * (4 * WC);
-            if constexpr (WC == 4) {
-                const uint4 v = lds_v4(az);
-                st.z[0] = v.x; st.z[1] = v.y; st.z[2] = v.z; st.z[3] = v.w;
-            } else if constexpr (WC == 2) {
-                const uint2 v = lds_v2(az);
-                st.z[0] = v.x; st.z[1] = v.y;
-            } else {
-                st.z[0] = lds_u32(az);
-            }
+            lds_words<WC>(sb + OZ + l4 * (4 * WC), st.z);
 #pragma unroll
             for (int v = 0; v < WC; ++v) {
                 const uint4 sv = lds_v4(sb + OS + (u32)(v * 512) + l4 * 16);

@@ -93,16 +93,7 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
                 u32 o = (u32)b * (u32)NW;
 #pragma unroll
                 for (int i = 0; i < FL; ++i) {
-                    const u32* p = qw_t + o;
-                    if constexpr (VW == 4) {
-                        const uint4 v = ldg_stream_v4(p);
-                        B.w[i * 4] = v.x; B.w[i * 4 + 1] = v.y; B.w[i * 4 + 2] = v.z; B.w[i * 4 + 3] = v.w;
-                    } else if constexpr (VW == 2) {
-                        const uint2 v = ldg_stream_v2(p);
-                        B.w[i * 2] = v.x; B.w[i * 2 + 1] = v.y;
-                    } else {
-                        B.w[i] = ldg_stream_u32(p);
-                    }
+                    ldg_stream_words<VW>(qw_t + o, B.w + i * VW);
                     o += (u32)NW;
                 }
             } else {
@@ -117,16 +108,7 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
             }
 #pragma unroll
             for (int t = 0; t < MT; ++t) {
-                const u16* px = x_t + ((u32)t * (u32)K + (u32)b);
-                if constexpr (FL == 8) {
-                    const uint4 v = ldg_v4(px);
-                    B.x[t][0] = v.x; B.x[t][1] = v.y; B.x[t][2] = v.z; B.x[t][3] = v.w;
-                } else if constexpr (FL == 4) {
-                    const uint2 v = ldg_v2(px);
-                    B.x[t][0] = v.x; B.x[t][1] = v.y;
-                } else {
-                    B.x[t][0] = ldg_u32(px);
-                }
+                ldg_words<FL / 2>(x_t + ((u32)t * (u32)K + (u32)b), B.x[t]);
             }
             return;
         }
@@ -135,16 +117,7 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
             for (int i = 0; i < FL; ++i) {
                 const int row = b + i;
                 const bool ok = row < K;
-                const u32* p = qw + (size_t)row * NW + w0;
-                if constexpr (VW == 4) {
-                    const uint4 v = ok ? ldg_stream_v4(p) : u4(0, 0, 0, 0);
-                    B.w[i * 4] = v.x; B.w[i * 4 + 1] = v.y; B.w[i * 4 + 2] = v.z; B.w[i * 4 + 3] = v.w;
-                } else if constexpr (VW == 2) {
-                    const uint2 v = ok ? ldg_stream_v2(p) : u2(0, 0);
-                    B.w[i * 2] = v.x; B.w[i * 2 + 1] = v.y;
-                } else {
-                    B.w[i] = ok ? ldg_stream_u32(p) : 0u;
-                }
+                ldg_stream_words<VW>(qw + (size_t)row * NW + w0, B.w + i * VW, ok);
             }
         } else {
             const int kw = b >> 3;
@@ -160,15 +133,7 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
         for (int t = 0; t < MT; ++t) {
             const u16* px = x + (size_t)t * K + b;
             if ((K & 7) == 0) {  // b is a multiple of FL and FL divides 8: the batch lies inside K, aligned
-                if constexpr (FL == 8) {
-                    const uint4 v = ldg_v4(px);
-                    B.x[t][0] = v.x; B.x[t][1] = v.y; B.x[t][2] = v.z; B.x[t][3] = v.w;
-                } else if constexpr (FL == 4) {
-                    const uint2 v = ldg_v2(px);
-                    B.x[t][0] = v.x; B.x[t][1] = v.y;
-                } else {
-                    B.x[t][0] = ldg_u32(px);
-                }
+                ldg_words<FL / 2>(px, B.x[t]);
             } else {
 #pragma unroll
                 for (int j = 0; j < FL / 2; ++j) {
@@ -183,17 +148,8 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     u32 zc[VW][4];   // (1024 + z) for the column pairs of the current group
     float s[COLS];   // scales of the current group
     auto load_group = [&](int g) {
-        const u32* pz = qz_t + (u32)g * (u32)NW;
         u32 zw[VW];
-        if constexpr (VW == 4) {
-            const uint4 v = ldg_v4(pz);
-            zw[0] = v.x; zw[1] = v.y; zw[2] = v.z; zw[3] = v.w;
-        } else if constexpr (VW == 2) {
-            const uint2 v = ldg_v2(pz);
-            zw[0] = v.x; zw[1] = v.y;
-        } else {
-            zw[0] = ldg_u32(pz);
-        }
+        ldg_words<VW>(qz_t + (u32)g * (u32)NW, zw);
 #pragma unroll
         for (int v = 0; v < VW; ++v) {
             const uint4 sv = ldg_v4(sc_t + ((u32)g * (u32)N + (u32)(8 * v)));

@@ -191,6 +191,19 @@ def time_torch(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 
     return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": True}
 
 
+def torch_matmul_ms(x, N: int, reps: int = 50, l2_bytes: int = 50 << 20) -> float:
+    """cuBLAS fp16 through torch.matmul: x [M, K] (numpy or cupy) times random fp16 [K, N] weights, copies rotated
+    past L2, CUDA-graph timed (the baseline the tuning scripts in benchmarks/gemm compare with)."""
+    import torch
+
+    xt = torch.as_tensor(x, device="cuda")
+    M, K = int(xt.shape[0]), int(xt.shape[1])
+    n_rot = max(1, min(8, math.ceil(3 * l2_bytes / (K * N * 2))))
+    Ws = [torch.randn((K, N), device="cuda", dtype=torch.float16) for _ in range(n_rot)]
+    yt = torch.empty((M, N), dtype=torch.float16, device="cuda")
+    return time_torch([lambda W=W: torch.matmul(xt, W, out=yt) for W in Ws], reps)["ms"]
+
+
 def _tune(method: str, configs, table: dict, key, layout: str, preps: Sequence, x, y, group_size: int, reps: int,
           validate: Callable[[Any], float] | None = None, max_err: float = 2e-3) -> dict:
     """Time every candidate configuration of one kernel `method` for this module and M; a candidate that fails to

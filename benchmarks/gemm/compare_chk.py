@@ -27,9 +27,8 @@ def main() -> int:
     args = ap.parse_args()
 
     import cupy as cp
-    import torch
 
-    from awqfmt.gpu.bench import _reference_check, device_info, make_module, time_cupy, time_torch
+    from awqfmt.gpu.bench import _reference_check, device_info, make_module, time_cupy, torch_matmul_ms
     from awqfmt.gpu.gemm import candidate_configs, gemm_packed, prepare
     from awqfmt.logical import encode
     from awqfmt.spec import get_spec
@@ -51,12 +50,7 @@ def main() -> int:
         x_host = rng.standard_normal((M, K), dtype=np.float32).astype(np.float16)
         x = cp.asarray(x_host)
         y = cp.empty((M, N), cp.float16)
-        xt = torch.as_tensor(x, device="cuda")
-        n16 = max(1, min(8, math.ceil(3 * l2 / (K * N * 2))))
-        Wt = [torch.randn((K, N), device="cuda", dtype=torch.float16) for _ in range(n16)]
-        yt = torch.empty((M, N), dtype=torch.float16, device="cuda")
-        cub = time_torch([lambda W=W: torch.matmul(xt, W, out=yt) for W in Wt], args.reps)["ms"]
-        del Wt
+        cub = torch_matmul_ms(x, N, args.reps, l2)
         cols = np.unique(np.concatenate([np.arange(64), np.arange(N - 64, N)]))
         print(f"== {K}x{N} M={M} cuBLAS (torch, graph) {cub:.4f} ms", flush=True)
         for cfg in configs:

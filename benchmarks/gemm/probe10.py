@@ -98,9 +98,8 @@ def mode_cublas(args, out):
 
 def mode_gemv(args, out):
     import cupy as cp
-    import torch
 
-    from awqfmt.gpu.bench import _reference_check, time_cupy, time_torch
+    from awqfmt.gpu.bench import _reference_check, time_cupy, torch_matmul_ms
     from awqfmt.gpu.gemm import gemm_packed
 
     rng = np.random.default_rng(11)
@@ -112,12 +111,7 @@ def mode_gemv(args, out):
         x_host = rng.standard_normal((M, K), dtype=np.float32).astype(np.float16)
         x = cp.asarray(x_host)
         y = cp.empty((M, N), cp.float16)
-        n16 = max(1, min(8, math.ceil(3 * l2 / (K * N * 2))))
-        W = [torch.randn((K, N), device="cuda", dtype=torch.float16) for _ in range(n16)]
-        xt = torch.as_tensor(x_host, device="cuda")
-        yt = torch.empty((M, N), dtype=torch.float16, device="cuda")
-        cub = time_torch([lambda w=w: torch.matmul(xt, w, out=yt) for w in W], args.reps)["ms"]
-        del W
+        cub = torch_matmul_ms(x_host, N, args.reps, l2)
         cols = np.unique(np.concatenate([np.arange(64), np.arange(N - 64, N)]))
         print(f"== {K}x{N} M={M} cuBLAS (torch, graph) {cub:.4f} ms", flush=True)
         for cfg in configs:

@@ -109,3 +109,28 @@ def test_cupy_verify_passes_on_awqfmt_convert_outputs(tmp_path, name, layout):
     result = verify_path(tmp_path / "out", against=src, backend="cupy", seed=seed)
     _assert_kernel_ran_and_passed(result, seed)
     assert all(m.run.backend == "cupy" and m.against.backend == "cupy" for m in result.modules)
+
+
+@pytest.mark.parametrize("act_order,bf16", [(False, False), (True, False), (False, True)])
+def test_reference_on_the_gpu_equals_numpy(act_order, bf16):
+    """verify's float64 reference built and multiplied with cupy equals the numpy one (both float64: only the
+    summation order differs), on a grouped, an act-order and a bf16-scale module."""
+    import cupy
+
+    from awqfmt.dtypes import from_float32
+    from awqfmt.logical import LogicalModule
+    from awqfmt.verify import reference_output
+
+    rng = np.random.default_rng()
+    K, N, G = 512, 96, 64
+    codes = rng.integers(0, 16, (K, N), dtype=np.uint8)
+    zeros = rng.integers(0, 16, (K // G, N)).astype(np.uint16)
+    s = (rng.random((K // G, N)) * 0.02 + 0.001).astype(np.float32)
+    scales, sd = (from_float32(s, "BF16"), "BF16") if bf16 else (s.astype(np.float16), "F16")
+    g_idx = rng.permutation(np.arange(K) // G).astype(np.int32) if act_order else None
+    module = LogicalModule(bits=4, group_size=G, codes=codes, zeros=zeros, scales=scales, scale_dtype=sd, g_idx=g_idx)
+    x = rng.standard_normal((7, K)).astype(np.float16)
+    cpu = reference_output(module, x)
+    gpu = reference_output(module, x, cupy)
+    assert isinstance(gpu, np.ndarray) and gpu.dtype == np.float64
+    assert np.allclose(gpu, cpu, rtol=1e-12, atol=1e-12)
