@@ -33,12 +33,9 @@
 
 #include "w4a16_common.cuh"
 
-// CL = 0: K splits (gridDim.y) reduce through the fp32 workspace (atomics + last-block fix-up); CL > 1: the
-// gridDim.y == CL blocks of a column tile form one thread-block cluster and reduce through distributed shared
-// memory instead (no atomics, no fence-and-count round trip at the end: run 10).
-template <int LAYOUT, int BF16, int ZOFF, int MT, int VW, int FL, int PF, int KF, int CL>
-__device__ __forceinline__ void
-gemv_body(const u16* __restrict__ x,        // [M, K] fp16
+template <int LAYOUT, int BF16, int ZOFF, int MT, int VW, int FL, int PF, int KF>
+__global__ void __launch_bounds__(256, (VW == 4) ? 1 : 2)
+w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
            const u32* __restrict__ qw,       // AWQ-like: [K, N/8]; GPTQ: [K/8, N]
            const u32* __restrict__ qz,       // [n_g, N/8]
            const u16* __restrict__ sc,       // [n_g, N] fp16 or bf16 bits
@@ -59,7 +56,6 @@ gemv_body(const u16* __restrict__ x,        // [M, K] fp16
     constexpr int NWB = FL * VW;    // words of one batch (GPTQ: 8 words of 8 k per group of 8 columns)
 
     __shared__ float red[8][MT][256];
-    __shared__ float part[CL ? MT : 1][256];  // CL: this block's column sums, read by cluster rank 0
     __shared__ int s_last;
 
     const int tid = threadIdx.x;
@@ -264,27 +260,6 @@ gemv_body(const u16* __restrict__ x,        // [M, K] fp16
     __syncthreads();
 
     const int col = blockIdx.x * 256 + tid;
-    if constexpr (CL > 1) {
-#pragma unroll
-        for (int t = 0; t < MT; ++t) {
-            float v = 0.f;
-#pragma unroll
-            for (int w = 0; w < 8; ++w) v += red[w][t][tid];
-            part[t][tid] = v;
-        }
-        cluster_sync();  // every block's sums are in its shared memory
-        if (cluster_rank() == 0) {
-#pragma unroll
-            for (int t = 0; t < MT; ++t) {
-                float v = part[t][tid];
-#pragma unroll
-                for (int r = 1; r < CL; ++r) v += ld_dsmem_f32(&part[t][tid], (u32)r);
-                if (col < N && t < M) y[(size_t)t * N + col] = f2h(v);
-            }
-        }
-        cluster_sync();  // keep every block's shared memory alive until rank 0 has read it
-        return;
-    }
     const bool whole = gridDim.y == 1;  // this block alone covers K
 #pragma unroll
     for (int t = 0; t < MT; ++t) {
@@ -322,24 +297,6 @@ gemv_body(const u16* __restrict__ x,        // [M, K] fp16
     }
 }
 
-#define AWQFMT_GEMV_PARAMS                                                                                  \
-    const u16* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ qz,                       \
-        const u16* __restrict__ sc, u16* __restrict__ y, float* __restrict__ ws, u32* __restrict__ counters,  \
-        int M, int K, int N, u32 gm, u32 gmask, int rpt
-#define AWQFMT_GEMV_ARGS x, qw, qz, sc, y, ws, counters, M, K, N, gm, gmask, rpt
-
-template <int LAYOUT, int BF16, int ZOFF, int MT, int VW, int FL, int PF, int KF>
-__global__ void __launch_bounds__(256, (VW == 4) ? 1 : 2) w4a16_gemv(AWQFMT_GEMV_PARAMS) {
-    gemv_body<LAYOUT, BF16, ZOFF, MT, VW, FL, PF, KF, 0>(AWQFMT_GEMV_ARGS);
-}
-
-// The same GEMV with the K splits of a column tile as one cluster of 8 (the host launches gridDim.y == 8).
-template <int LAYOUT, int BF16, int ZOFF, int MT, int VW, int FL, int PF, int KF>
-__global__ void __cluster_dims__(1, 8, 1) __launch_bounds__(256, (VW == 4) ? 1 : 2)
-w4a16_gemv_cl8(AWQFMT_GEMV_PARAMS) {
-    gemv_body<LAYOUT, BF16, ZOFF, MT, VW, FL, PF, KF, 8>(AWQFMT_GEMV_ARGS);
-}
-
 #ifdef AWQFMT_INSTANTIATE_ALL
 // Explicit instantiations so that an offline nvcc build (tests/test_kernels_compile.py) checks the template
 // body; at run time NVRTC instantiates only what is launched.
@@ -348,8 +305,6 @@ w4a16_gemv_cl8(AWQFMT_GEMV_PARAMS) {
                                                                       const u16*, u16*, float*, u32*, int, int, \
                                                                       int, u32, u32, int);
 AWQFMT_GEMV_INST(0, 0, 0, 1, 2, 8, 1, 1)
-template __global__ void w4a16_gemv_cl8<0, 0, 0, 1, 2, 8, 1, 1>(AWQFMT_GEMV_PARAMS);
-template __global__ void w4a16_gemv_cl8<3, 1, 1, 2, 1, 8, 0, 0>(AWQFMT_GEMV_PARAMS);
 AWQFMT_GEMV_INST(0, 0, 0, 1, 2, 8, 1, 0)
 AWQFMT_GEMV_INST(0, 0, 0, 1, 4, 8, 0, 1)
 AWQFMT_GEMV_INST(0, 0, 0, 1, 4, 8, 0, 0)

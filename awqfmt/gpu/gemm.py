@@ -317,10 +317,8 @@ def gemv_key(p: "_Prepared", M: int) -> tuple:
 
 def gemv_candidate_configs(M: int) -> list[dict]:
     """GEMV configurations worth timing: vw words (8 * vw columns) per thread and row, fl rows per fp16
-    batch, pf 0/1 (next batch loaded before the current one is computed), waves of resident blocks; cluster 8:
-    exactly 8 K splits per column tile, reduced inside a thread-block cluster instead of through the workspace."""
+    batch, pf 0/1 (next batch loaded before the current one is computed), waves of resident blocks."""
     return [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 0, "waves": 1},
-            {"vw": 2, "fl": 8, "pf": 1, "cluster": 8}, {"vw": 2, "fl": 8, "pf": 0, "cluster": 8},
             {"vw": 2, "fl": 8, "pf": 1, "waves": 4},
             {"vw": 1, "fl": 8, "pf": 1, "waves": 1}, {"vw": 1, "fl": 8, "pf": 0, "waves": 2},
             {"vw": 2, "fl": 4, "pf": 1, "waves": 2}, {"vw": 4, "fl": 4, "pf": 0, "waves": 1}]
@@ -476,22 +474,11 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     while vw > 1 and ((N // 8) % vw or p.qw.data.ptr % (4 * vw) or p.qz.data.ptr % (4 * vw)):
         vw //= 2
     kf = int(K % 8 == 0)  # every batch lies inside K: the loads drop their bounds tests
+    name = f"w4a16_gemv<{p.code},{int(p.bf16)},{p.zoff},{M},{vw},{fl},{pf},{kf}>"
+    kern = _kernel(_GEMV_SRC, name)
     col_tiles = -(-N // 256)
     rt = 8 * vw  # row-threads per block
     rpt = int(cfg.get("rpt") or 0)
-    cluster = int(cfg.get("cluster") or 0)
-    if cluster:
-        # the 8 K splits of a column tile form one cluster and reduce in distributed shared memory; used when
-        # K splits into exactly 8 whole-batch ranges, else the workspace reduction below
-        if cluster != 8:
-            raise GemmError(f"bad gemv config {cfg} (cluster: 8 or absent)")
-        rpt_c = -(-(-(-K // (8 * rt))) // fl) * fl
-        if -(-K // (rt * rpt_c)) == 8:
-            name = f"w4a16_gemv_cl8<{p.code},{int(p.bf16)},{p.zoff},{M},{vw},{fl},{pf},{kf}>"
-            _launch_gemv(p, _kernel(_GEMV_SRC, name), name, x, y, M, col_tiles, 8, rpt_c)
-            return {"kernel": name, "grid": (col_tiles, 8, 1), "rows_per_thread": rpt_c}
-    name = f"w4a16_gemv<{p.code},{int(p.bf16)},{p.zoff},{M},{vw},{fl},{pf},{kf}>"
-    kern = _kernel(_GEMV_SRC, name)
     if rpt <= 0:
         target = cfg.get("target_blocks") or float(cfg.get("waves", 1)) * _sm_count() * _blocks_per_sm(kern)
         splits = max(1, int(round(target / col_tiles)))
@@ -500,16 +487,13 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     splits = -(-K // (rt * rpt))
     if splits > 65535:
         raise GemmError(f"gemv: {splits} K splits is too many (rpt={rpt})")
-    _launch_gemv(p, kern, name, x, y, M, col_tiles, splits, rpt)
-    return {"kernel": name, "grid": (col_tiles, splits, 1), "rows_per_thread": rpt}
-
-
-def _launch_gemv(p: _Prepared, kern, name: str, x, y, M: int, col_tiles: int, splits: int, rpt: int) -> None:
-    ws, ct = _workspace(M * p.N, col_tiles)
-    gm, gmask = group_magic(p.G, p.K)  # rows per group
-    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(p.K), np.int32(p.N), np.uint32(gm),
-            np.uint32(gmask), np.int32(rpt))
-    _launch(kern, (col_tiles, splits, 1), (256,), args, name)
+    ws, ct = _workspace(M * N, col_tiles)
+    gm, gmask = group_magic(p.G, K)  # rows per group
+    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
+            np.int32(rpt))
+    grid = (col_tiles, splits, 1)
+    _launch(kern, grid, (256,), args, name)
+    return {"kernel": name, "grid": grid, "rows_per_thread": rpt}
 
 
 def _run_dequant(p: _Prepared, W) -> str:
@@ -550,7 +534,7 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
-    {wc, nt, pf, chk, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves | rpt | target_blocks | cluster}). method "gemv" takes
+    {wc, nt, pf, chk, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks}). method "gemv" takes
     1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
     """
     cp = _cupy()

@@ -181,29 +181,6 @@ def test_skinny_configs(config, layout):
         run_case(layout, module, M, method="skinny", config=config, rng=rng, seed=seed)
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("G", [32, 128, -1])
-@pytest.mark.parametrize("pf", [0, 1])
-def test_gemv_cluster_reduction(layout, G, pf):
-    """The GEMV whose 8 K splits reduce inside a thread-block cluster (distributed shared memory): every layout,
-    1-4 tokens, a ragged last column tile (N = 520: two tiles, the second 8 columns wide), bf16 scales once."""
-    rng, seed = _rng()
-    for bf16 in (False, True):
-        module = make_module(rng, 2048, 520, G, layout=layout, bf16=bf16)
-        for M in (1, 2, 4) if not bf16 else (3,):
-            _, info = run_case(layout, module, M, method="gemv", config={"vw": 1, "fl": 8, "pf": pf, "cluster": 8},
-                               rng=rng, seed=seed)
-            assert info["kernel"].startswith("w4a16_gemv_cl8<") and info["grid"][1] == 8, info
-
-
-def test_gemv_cluster_falls_back_when_k_does_not_split_in_8():
-    rng, seed = _rng()
-    module = make_module(rng, 64, 256, -1, layout="awq")
-    _, info = run_case("awq", module, 1, method="gemv", config={"vw": 2, "fl": 8, "pf": 1, "cluster": 8}, rng=rng,
-                       seed=seed)
-    assert info["kernel"].startswith("w4a16_gemv<")
-
-
 @pytest.mark.parametrize("M", [1, 16, 300])
 def test_logical_lop3_decoder(M):
     rng, seed = _rng()
