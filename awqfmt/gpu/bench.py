@@ -269,6 +269,21 @@ def measure_copy_bandwidth(nbytes: int = 1 << 30, reps: int = 20) -> float:
     return 2 * nbytes / (statistics.median(times) * 1e-3)
 
 
+def prepared_copies(module, layout: str, l2_bytes: int, decode: str | None = None) -> list:
+    """`module` packed in `layout`, uploaded, and copied until the copies hold >= 3x the L2 size (so launches
+    that take them in turn stream the weights from HBM), each prepared for gemm_packed."""
+    from ..logical import encode
+    from ..spec import get_spec
+
+    cp = _cp()
+    K, N, G = module.K, module.N, module.group_size
+    packed_bytes = K * N // 2 + 3 * (K // (K if G == -1 else G)) * N
+    n_rot = max(1, min(16, math.ceil(3 * l2_bytes / packed_bytes)))
+    dev = {name: cp.asarray(a) for name, (a, _) in encode(get_spec(layout), module).items()}
+    copies = [dev] + [{name: a.copy() for name, a in dev.items()} for _ in range(n_rot - 1)]
+    return [prepare(layout, c, group_size=G, decode=decode) for c in copies]
+
+
 def make_module(K: int, N: int, group_size: int, rng: np.random.Generator):
     """Random logical module (codes 0..15, zeros 1..15 so every layout, GPTQ v1 included, can store it)."""
     from ..logical import LogicalModule
@@ -329,18 +344,7 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
     for K, N in shapes:
         say(f"{K}x{N}: generating data")
         module = make_module(K, N, group_size, rng)
-        from ..logical import encode
-        from ..spec import get_spec
-
-        packed_bytes = K * N // 2 + 3 * (K // (K if group_size == -1 else group_size)) * N
-        n_rot = max(1, min(16, math.ceil(3 * l2 / packed_bytes)))
-        preps: dict[str, list] = {}
-        for v in variants:
-            layout, decode = VARIANTS[v]
-            host = {name: arr for name, (arr, _) in encode(get_spec(layout), module).items()}
-            dev = {name: cp.asarray(a) for name, a in host.items()}
-            copies = [dev] + [{name: a.copy() for name, a in dev.items()} for _ in range(n_rot - 1)]
-            preps[v] = [prepare(layout, c, group_size=group_size, decode=decode) for c in copies]
+        preps = {v: prepared_copies(module, VARIANTS[v][0], l2, decode=VARIANTS[v][1]) for v in variants}
         fp16_bytes = K * N * 2
         n_rot16 = max(1, min(8, math.ceil(3 * l2 / fp16_bytes)))
         Ws = [cp.random.standard_normal((K, N), dtype=cp.float32).astype(cp.float16) * 0.05 for _ in range(n_rot16)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -28,10 +27,9 @@ def main() -> int:
 
     import cupy as cp
 
-    from awqfmt.gpu.bench import _reference_check, device_info, make_module, time_cupy, torch_matmul_ms
-    from awqfmt.gpu.gemm import candidate_configs, gemm_packed, prepare
-    from awqfmt.logical import encode
-    from awqfmt.spec import get_spec
+    from awqfmt.gpu.bench import (_reference_check, device_info, make_module, prepared_copies, time_cupy,
+                                  torch_matmul_ms)
+    from awqfmt.gpu.gemm import candidate_configs, gemm_packed
 
     info = device_info()
     print(info["name"], flush=True)
@@ -43,10 +41,7 @@ def main() -> int:
     for shape in args.shapes.split(","):
         K, N = (int(v) for v in shape.split("x"))
         module = make_module(K, N, 128, rng)
-        dev = {n: cp.asarray(a) for n, (a, _) in encode(get_spec("awq"), module).items()}
-        n_rot = max(1, min(16, math.ceil(3 * l2 / (K * N // 2))))
-        preps = [prepare("awq", dev if i == 0 else {n: a.copy() for n, a in dev.items()}, group_size=128)
-                 for i in range(n_rot)]
+        preps = prepared_copies(module, "awq", l2)
         x_host = rng.standard_normal((M, K), dtype=np.float32).astype(np.float16)
         x = cp.asarray(x_host)
         y = cp.empty((M, N), cp.float16)

@@ -23,21 +23,12 @@ import numpy as np
 SHAPES = [(4096, 4096), (8192, 8192), (8192, 28672), (28672, 8192)]
 
 
-def _module(K, N, rng, n_rot_bytes=None):
-    import cupy as cp
-
-    from awqfmt.gpu.bench import device_info, make_module
-    from awqfmt.gpu.gemm import prepare
-    from awqfmt.logical import encode
-    from awqfmt.spec import get_spec
+def _module(K, N, rng):
+    from awqfmt.gpu.bench import device_info, make_module, prepared_copies
 
     l2 = device_info()["l2_bytes"] or (50 << 20)
     module = make_module(K, N, 128, rng)
-    dev = {n: cp.asarray(a) for n, (a, _) in encode(get_spec("awq"), module).items()}
-    n_rot = max(1, min(16, math.ceil(3 * l2 / (K * N // 2))))
-    preps = [prepare("awq", dev if i == 0 else {n: a.copy() for n, a in dev.items()}, group_size=128)
-             for i in range(n_rot)]
-    return module, preps, l2
+    return module, prepared_copies(module, "awq", l2), l2
 
 
 def on_torch_stream(fn):
