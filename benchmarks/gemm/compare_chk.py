@@ -62,7 +62,7 @@ def main() -> int:
             rows.append({"K": K, "N": N, "M": M, "cfg": cfg, "ms": t, "cublas_ms": cub, "speedup": cub / t,
                          "rel_err": err})
             print(f"  {json.dumps(cfg):60s} {t:.4f} ms  x{cub / t:.2f}  err {err:.1e}", flush=True)
-        del preps, dev
+        del preps
         cp.get_default_memory_pool().free_all_blocks()
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "compare_chk.json"), "w") as f:
