@@ -14,12 +14,17 @@
 //             operand, so a row of A is an output column and the 8 tokens of a token tile are mma's N.
 //             The k order inside a unit is permuted freely (weights and activations identically), so the
 //             A fragment's k-pairs are whatever pairs the decoder produces cheaply.
-//   dequant = A holds 1024 + q straight from the lop3 (x16 for odd nibbles), exact in fp16; a second mma
-//             with A = 1.0 sums x. Once per chunk, in fp32: acc += s * (sum x (1024 + q) - (1024 + z) sum x),
+//   dequant = CHK 1: A holds 1024 + q straight from the lop3 (x16 for odd nibbles), exact in fp16; a second
+//             mma with A = 1.0 sums x. Once per chunk, in fp32: acc += s * (sum x (1024 + q) - (1024 + z) sum x),
 //             so zero point and scale cost nothing per weight, fp16 and bf16 scales are handled alike,
-//             and no precision is lost to an fp16 product.
-//   loads   = PF 0-2: straight into registers, the next PF units' loads in flight while one computes;
-//             PF 3-4: a per-warp cp.async pipeline of PF stages through shared memory.
+//             and no precision is lost to an fp16 product. CHK 0: A = (1024 + q) - (1024 + z) exactly (hsub2),
+//             the scale applied per unit in fp32 (fewer registers).
+//   loads   = PF 0-2: straight into registers, the next PF units' loads in flight while one computes
+//             (FAST + PF 2: the weights two units ahead, zeros/scales/x one); PF 3-4: a per-warp cp.async
+//             pipeline of PF stages through shared memory.
+//             KF 1 (K % 32 == 0) with AWQ-like words and register loads = FAST: no bounds tests and 32-bit
+//             offsets from per-thread base pointers in the unit loop (run 10: that arithmetic was ~45% of
+//             the loop's instructions); the group index is a multiply-high (group_of), never a division.
 //   reduce  = per block in shared memory (fragment order: no bank conflicts, no atomics); across splits
 //             through an fp32 workspace (atomicAdd) that the block completing a column tile converts to
 //             fp16 and zeroes again, so one launch does everything (workspace and counters start zeroed

@@ -25,7 +25,8 @@
 //             128-byte segment of a row per LC lanes, 16-, 8- or 4-byte loads) x VW lane rows.
 //   thread  = 8 * VW columns x `rpt` consecutive rows (a multiple of FL); zeros/scales reloaded only when
 //             the group changes. PF = 1: the next batch's words and x are loaded before the current batch
-//             is computed (register double buffer).
+//             is computed (two register buffers that swap roles). KF (K % 8 == 0): no bounds tests and
+//             32-bit offsets from per-thread base pointers in the batch loop (run 10: -25% instructions).
 //   reduce  = lanes of a warp holding the same columns: butterfly shuffles; the 8 warps: shared memory;
 //             K splits (gridDim.y > 1): fp32 workspace atomics, and the block that completes a column tile
 //             converts it to fp16 and zeroes it again (one launch; workspace and counters start and end
