@@ -108,11 +108,14 @@ def _source(fname: str) -> str:
 
 def _kernel(fname: str, name: str):
     cp = _cupy()
-    key = (cp.cuda.Device().id, fname, name)
+    # AWQFMT_L2_PREFETCH=64|128|256: an L2 prefetch-size hint on the weight loads (a tuning experiment)
+    hint = os.environ.get("AWQFMT_L2_PREFETCH", "")
+    options = ("-std=c++17",) + ((f"-DAWQFMT_L2_PREFETCH={int(hint)}",) if hint in ("64", "128", "256") else ())
+    key = (cp.cuda.Device().id, fname, name, options)
     k = _kernels.get(key)
     if k is None:
         try:
-            mod = cp.RawModule(code=_source(fname), options=("-std=c++17",), name_expressions=[name])
+            mod = cp.RawModule(code=_source(fname), options=options, name_expressions=[name])
             k = mod.get_function(name)
         except Exception as exc:
             raise GemmError(f"compiling {name} from {fname} failed: {exc}") from exc
