@@ -108,9 +108,9 @@ def _source(fname: str) -> str:
 
 def _kernel(fname: str, name: str):
     cp = _cupy()
-    # AWQFMT_L2_PREFETCH=64|128|256: an L2 prefetch-size hint on the weight loads (a tuning experiment)
+    # AWQFMT_L2_PREFETCH=0|64|128|256 overrides the weight loads' L2 prefetch-size hint (default 128)
     hint = os.environ.get("AWQFMT_L2_PREFETCH", "")
-    options = ("-std=c++17",) + ((f"-DAWQFMT_L2_PREFETCH={int(hint)}",) if hint in ("64", "128", "256") else ())
+    options = ("-std=c++17",) + ((f"-DAWQFMT_L2_PREFETCH={int(hint)}",) if hint in ("0", "64", "128", "256") else ())
     key = (cp.cuda.Device().id, fname, name, options)
     k = _kernels.get(key)
     if k is None:
