@@ -309,10 +309,9 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
             : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
     };
 
-    auto accumulate = [&](const Stage& st) {
-      if constexpr (CHK) {
-        // B fragments: b[s][nt][0..1] for k16 step s of the unit and token tile nt.
-        u32 b[2][NT][2];
+    // ---- pieces shared by the per-chunk (accumulate + finish) and the per-unit (compute_unit) paths
+    // B fragments: b[s][nt][0..1] for k16 step s of the unit and token tile nt.
+    auto b_frags = [&](const Stage& st, u32 (&b)[2][NT][2]) {
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
             const uint4 xv = st.x[nt];
@@ -325,6 +324,42 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                 b[0][nt][0] = prmt<0x5410>(xv.x, xv.z); b[0][nt][1] = prmt<0x7632>(xv.x, xv.z);
                 b[1][nt][0] = prmt<0x5410>(xv.y, xv.w); b[1][nt][1] = prmt<0x7632>(xv.y, xv.w);
             }
+        }
+    };
+    // k-pairs of two words (rows a, b of one word column) as 1024 + q, with this layout's decoder.
+    auto dec_kpair = [](u32 a, u32 b, u32 (&h)[8]) {
+        if constexpr (LAYOUT == AWQFMT_L_NAT_SHIFT) dec_kpair_shift(a, b, h);
+        else dec_kpair_lop3(a, b, h);
+    };
+    // AWQ-like: the unit's 8 rows of word column v as the A registers of k16 steps 0 (hl0, hh0) and 1 (hl1, hh1).
+    auto dec_unit = [&](const Stage& st, int v, u32 (&hl0)[8], u32 (&hh0)[8], u32 (&hl1)[8], u32 (&hh1)[8]) {
+        dec_kpair(st.w[0][v], st.w[1][v], hl0);
+        dec_kpair(st.w[2][v], st.w[3][v], hh0);
+        dec_kpair(st.w[4][v], st.w[5][v], hl1);
+        dec_kpair(st.w[6][v], st.w[7][v], hh1);
+    };
+    // AWQ-like: scales of tile t's two rows in word column v, nibble 2t (A row r) and 2t+1 (A row r+8, whose
+    // x16 from the lop3 decoders is undone here).
+    auto tile_scales = [&](const Stage& st, int v, int t, float& sA, float& sB) {
+        const int cA = awqfmt::nib_col<LAYOUT>(2 * t), cB = awqfmt::nib_col<LAYOUT>(2 * t + 1);
+        const u32 swA = st.s[4 * v + (cA >> 1)], swB = st.s[4 * v + (cB >> 1)];
+        sA = scale_f<BF16>((u16)((cA & 1) ? (swA >> 16) : (swA & 0xFFFFu)));
+        sB = scale_f<BF16>((u16)((cB & 1) ? (swB >> 16) : (swB & 0xFFFFu))) * ODD_SCALE;
+    };
+    // GPTQ: scales of the 4 columns of word group q.
+    auto gptq_scales = [&](const Stage& st, int q, float (&s4)[4]) {
+        s4[0] = scale_f<BF16>((u16)(st.s[2 * q] & 0xFFFFu));
+        s4[1] = scale_f<BF16>((u16)(st.s[2 * q] >> 16));
+        s4[2] = scale_f<BF16>((u16)(st.s[2 * q + 1] & 0xFFFFu));
+        s4[3] = scale_f<BF16>((u16)(st.s[2 * q + 1] >> 16));
+    };
+
+    auto accumulate = [&](const Stage& st) {
+      if constexpr (CHK) {
+        u32 b[2][NT][2];
+        b_frags(st, b);
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
             const u32 one = 0x3C003C00u;  // fp16 1.0 in both halves
             mma(xs[nt], one, one, one, one, b[0][nt][0], b[0][nt][1]);
             mma(xs[nt], one, one, one, one, b[1][nt][0], b[1][nt][1]);
@@ -333,17 +368,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 #pragma unroll
             for (int v = 0; v < WC; ++v) {
                 u32 hl0[8], hh0[8], hl1[8], hh1[8];
-                if constexpr (LAYOUT == AWQFMT_L_NAT_SHIFT) {
-                    dec_kpair_shift(st.w[0][v], st.w[1][v], hl0);
-                    dec_kpair_shift(st.w[2][v], st.w[3][v], hh0);
-                    dec_kpair_shift(st.w[4][v], st.w[5][v], hl1);
-                    dec_kpair_shift(st.w[6][v], st.w[7][v], hh1);
-                } else {
-                    dec_kpair_lop3(st.w[0][v], st.w[1][v], hl0);
-                    dec_kpair_lop3(st.w[2][v], st.w[3][v], hh0);
-                    dec_kpair_lop3(st.w[4][v], st.w[5][v], hl1);
-                    dec_kpair_lop3(st.w[6][v], st.w[7][v], hh1);
-                }
+                dec_unit(st, v, hl0, hh0, hl1, hh1);
 #pragma unroll
                 for (int t = 0; t < 4; ++t)
 #pragma unroll
@@ -386,15 +411,11 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 #pragma unroll
             for (int v = 0; v < WC; ++v) {
                 u32 zc[8];  // (1024 + z) (x16 for odd nibbles of the lop3 decoders) in both halves
-                if constexpr (LAYOUT == AWQFMT_L_NAT_SHIFT) dec_kpair_shift(st.z[v], st.z[v], zc);
-                else dec_kpair_lop3(st.z[v], st.z[v], zc);
+                dec_kpair(st.z[v], st.z[v], zc);
 #pragma unroll
                 for (int t = 0; t < 4; ++t) {
-                    // rows of this tile: nibble 2t (A row r) and nibble 2t+1 (A row r+8)
-                    const int cA = awqfmt::nib_col<LAYOUT>(2 * t), cB = awqfmt::nib_col<LAYOUT>(2 * t + 1);
-                    const u32 swA = st.s[4 * v + (cA >> 1)], swB = st.s[4 * v + (cB >> 1)];
-                    const float sA = scale_f<BF16>((u16)((cA & 1) ? (swA >> 16) : (swA & 0xFFFFu)));
-                    const float sB = scale_f<BF16>((u16)((cB & 1) ? (swB >> 16) : (swB & 0xFFFFu))) * ODD_SCALE;
+                    float sA, sB;
+                    tile_scales(st, v, t, sA, sB);
                     const float zA = h2f_lo(zc[2 * t]), zB = h2f_lo(zc[2 * t + 1]);
 #pragma unroll
                     for (int nt = 0; nt < NT; ++nt) {
@@ -415,10 +436,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                 float zf[4], s4[4];
 #pragma unroll
                 for (int i = 0; i < 4; ++i) zf[i] = (float)(1024u + ((st.z[q] >> (zsh + 4 * i)) & 0xFu) + ZOFF);
-                s4[0] = scale_f<BF16>((u16)(st.s[2 * q] & 0xFFFFu));
-                s4[1] = scale_f<BF16>((u16)(st.s[2 * q] >> 16));
-                s4[2] = scale_f<BF16>((u16)(st.s[2 * q + 1] & 0xFFFFu));
-                s4[3] = scale_f<BF16>((u16)(st.s[2 * q + 1] >> 16));
+                gptq_scales(st, q, s4);
 #pragma unroll
                 for (int t = 0; t < 2; ++t)
 #pragma unroll
@@ -443,38 +461,14 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 
     // Per-unit variant (CHK = 0): A = (1024 + q) - (1024 + z) exactly (hsub2), scale per unit in fp32.
     auto compute_unit = [&](const Stage& st) {
-        // B fragments: b[s][nt][0..1] for k16 step s of the unit and token tile nt.
         u32 b[2][NT][2];
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-            const uint4 xv = st.x[nt];
-            if constexpr (!GPTQ) {
-                // rows (8c+0, 8c+1) | (8c+2, 8c+3) for step 0; (8c+4, 8c+5) | (8c+6, 8c+7) for step 1
-                b[0][nt][0] = xv.x; b[0][nt][1] = xv.y;
-                b[1][nt][0] = xv.z; b[1][nt][1] = xv.w;
-            } else {
-                // GPTQ k-pairs are (j, j+4): step 0 uses (0,4) | (1,5), step 1 uses (2,6) | (3,7)
-                b[0][nt][0] = prmt<0x5410>(xv.x, xv.z); b[0][nt][1] = prmt<0x7632>(xv.x, xv.z);
-                b[1][nt][0] = prmt<0x5410>(xv.y, xv.w); b[1][nt][1] = prmt<0x7632>(xv.y, xv.w);
-            }
-        }
+        b_frags(st, b);
         if constexpr (!GPTQ) {
 #pragma unroll
             for (int v = 0; v < WC; ++v) {
                 u32 zc[8], hl0[8], hh0[8], hl1[8], hh1[8];
-                if constexpr (LAYOUT == AWQFMT_L_NAT_SHIFT) {
-                    dec_kpair_shift(st.z[v], st.z[v], zc);
-                    dec_kpair_shift(st.w[0][v], st.w[1][v], hl0);
-                    dec_kpair_shift(st.w[2][v], st.w[3][v], hh0);
-                    dec_kpair_shift(st.w[4][v], st.w[5][v], hl1);
-                    dec_kpair_shift(st.w[6][v], st.w[7][v], hh1);
-                } else {
-                    dec_kpair_lop3(st.z[v], st.z[v], zc);
-                    dec_kpair_lop3(st.w[0][v], st.w[1][v], hl0);
-                    dec_kpair_lop3(st.w[2][v], st.w[3][v], hh0);
-                    dec_kpair_lop3(st.w[4][v], st.w[5][v], hl1);
-                    dec_kpair_lop3(st.w[6][v], st.w[7][v], hh1);
-                }
+                dec_kpair(st.z[v], st.z[v], zc);
+                dec_unit(st, v, hl0, hh0, hl1, hh1);
 #pragma unroll
                 for (int e = 0; e < 8; ++e) {
                     hl0[e] = hsub2(hl0[e], zc[e]);
@@ -484,27 +478,18 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                 }
 #pragma unroll
                 for (int t = 0; t < 4; ++t) {
-                    // rows of this tile: nibble 2t (A row r) and nibble 2t+1 (A row r+8)
-                    const int cA = awqfmt::nib_col<LAYOUT>(2 * t), cB = awqfmt::nib_col<LAYOUT>(2 * t + 1);
-                    const u32 swA = st.s[4 * v + (cA >> 1)], swB = st.s[4 * v + (cB >> 1)];
-                    const float sA = scale_f<BF16>((u16)((cA & 1) ? (swA >> 16) : (swA & 0xFFFFu)));
-                    const float sB = scale_f<BF16>((u16)((cB & 1) ? (swB >> 16) : (swB & 0xFFFFu))) * ODD_SCALE;
+                    float sA, sB;
+                    tile_scales(st, v, t, sA, sB);
 #pragma unroll
                     for (int nt = 0; nt < NT; ++nt) {
-                        float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
-                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                            : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
-                            : "r"(hl0[2 * t]), "r"(hl0[2 * t + 1]), "r"(hh0[2 * t]), "r"(hh0[2 * t + 1]),
-                              "r"(b[0][nt][0]), "r"(b[0][nt][1]));
-                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                            : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
-                            : "r"(hl1[2 * t]), "r"(hl1[2 * t + 1]), "r"(hh1[2 * t]), "r"(hh1[2 * t + 1]),
-                              "r"(b[1][nt][0]), "r"(b[1][nt][1]));
+                        float d[4] = {0.f, 0.f, 0.f, 0.f};
+                        mma(d, hl0[2 * t], hl0[2 * t + 1], hh0[2 * t], hh0[2 * t + 1], b[0][nt][0], b[0][nt][1]);
+                        mma(d, hl1[2 * t], hl1[2 * t + 1], hh1[2 * t], hh1[2 * t + 1], b[1][nt][0], b[1][nt][1]);
                         const int ti = 4 * v + t;
-                        acc[ti][nt][0] += sA * d0;
-                        acc[ti][nt][1] += sA * d1;
-                        acc[ti][nt][2] += sB * d2;
-                        acc[ti][nt][3] += sB * d3;
+                        acc[ti][nt][0] += sA * d[0];
+                        acc[ti][nt][1] += sA * d[1];
+                        acc[ti][nt][2] += sB * d[2];
+                        acc[ti][nt][3] += sB * d[3];
                     }
                 }
             }
@@ -524,29 +509,20 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                     P[i][3] = hsub2(lop3_and_or(wv >> 12, 0x000F000Fu, AWQFMT_MAGIC), zc);
                 }
                 float s4[4];
-                s4[0] = scale_f<BF16>((u16)(st.s[2 * q] & 0xFFFFu));
-                s4[1] = scale_f<BF16>((u16)(st.s[2 * q] >> 16));
-                s4[2] = scale_f<BF16>((u16)(st.s[2 * q + 1] & 0xFFFFu));
-                s4[3] = scale_f<BF16>((u16)(st.s[2 * q + 1] >> 16));
+                gptq_scales(st, q, s4);
 #pragma unroll
                 for (int t = 0; t < 2; ++t) {
                     const int iA = 2 * t, iB = 2 * t + 1;
 #pragma unroll
                     for (int nt = 0; nt < NT; ++nt) {
-                        float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
-                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                            : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
-                            : "r"(P[iA][0]), "r"(P[iB][0]), "r"(P[iA][1]), "r"(P[iB][1]),
-                              "r"(b[0][nt][0]), "r"(b[0][nt][1]));
-                        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                            : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
-                            : "r"(P[iA][2]), "r"(P[iB][2]), "r"(P[iA][3]), "r"(P[iB][3]),
-                              "r"(b[1][nt][0]), "r"(b[1][nt][1]));
+                        float d[4] = {0.f, 0.f, 0.f, 0.f};
+                        mma(d, P[iA][0], P[iB][0], P[iA][1], P[iB][1], b[0][nt][0], b[0][nt][1]);
+                        mma(d, P[iA][2], P[iB][2], P[iA][3], P[iB][3], b[1][nt][0], b[1][nt][1]);
                         const int ti = 2 * q + t;
-                        acc[ti][nt][0] += s4[iA] * d0;
-                        acc[ti][nt][1] += s4[iA] * d1;
-                        acc[ti][nt][2] += s4[iB] * d2;
-                        acc[ti][nt][3] += s4[iB] * d3;
+                        acc[ti][nt][0] += s4[iA] * d[0];
+                        acc[ti][nt][1] += s4[iA] * d[1];
+                        acc[ti][nt][2] += s4[iB] * d[2];
+                        acc[ti][nt][3] += s4[iB] * d[3];
                     }
                 }
             }
