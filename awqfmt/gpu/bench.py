@@ -98,6 +98,29 @@ def _capture_failed(errors: list[str], what: str, exc: Exception, cp) -> None:
         pass
 
 
+def _timing(times: Sequence[float], **extra) -> dict:
+    """Per-call times (ms) -> the result dict of the timers: median, minimum, sample count, and `extra`."""
+    return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), **extra}
+
+
+def _torch_graph_times(g, samples: int) -> list[float]:
+    """ms per captured call of a torch CUDA graph holding GRAPH_LEN calls: one warm replay, then `samples`
+    event-timed replays."""
+    import torch
+
+    g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(samples):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / GRAPH_LEN)
+    return times
+
+
 def time_cupy(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5) -> dict:
     """Median ms per call of fns (called round-robin), from CUDA-graph replays of GRAPH_LEN calls: captured by
     CuPy if it can, else by torch (CuPy work issued on torch's capture stream), else plain event-timed calls
@@ -123,7 +146,7 @@ def time_cupy(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5
             graph.launch(stream)
             stream.synchronize()
             times = [t / GRAPH_LEN for t in _events_time(lambda: graph.launch(stream), samples, 1)]
-        return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": "cupy"}
+        return _timing(times, graph="cupy")
     except Exception as exc:
         _capture_failed(errors, "cupy capture", exc, cp)
     # 2. torch graph capture of the same CuPy calls
@@ -136,18 +159,7 @@ def time_cupy(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5
             with ext:
                 for i in range(GRAPH_LEN):
                     fns[i % n]()
-        g.replay()
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(samples):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            g.replay()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b) / GRAPH_LEN)
-        return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": "torch",
-                "capture_errors": errors}
+        return _timing(_torch_graph_times(g, samples), graph="torch", capture_errors=errors)
     except Exception as exc:
         _capture_failed(errors, "torch capture", exc, cp)
     # 3. plain launches timed with events
@@ -159,8 +171,7 @@ def time_cupy(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5
             counter[0] += 1
 
         times = _events_time(step, samples, GRAPH_LEN)
-    return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": False,
-            "capture_errors": errors}
+    return _timing(times, graph=False, capture_errors=errors)
 
 
 def time_torch(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5) -> dict:
@@ -178,17 +189,7 @@ def time_torch(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 
     with torch.cuda.graph(g):
         for i in range(GRAPH_LEN):
             fns[i % n]()
-    g.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(max(3, math.ceil(reps / GRAPH_LEN))):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / GRAPH_LEN)
-    return {"ms": statistics.median(times), "min_ms": min(times), "samples": len(times), "graph": True}
+    return _timing(_torch_graph_times(g, max(3, math.ceil(reps / GRAPH_LEN))), graph=True)
 
 
 def torch_matmul_ms(x, N: int, reps: int = 50, l2_bytes: int = 50 << 20) -> float:
