@@ -341,11 +341,13 @@ def candidate_configs(M: int) -> list[dict]:
     aim for as a multiple of the SM count ("splits" fixes the K splits instead). pf = 2 on AWQ-like words with
     K % 32 == 0 keeps the weights two units ahead and the rest one (the split prefetch of run 10)."""
     if M <= 8:
-        return [{"wc": 2, "nt": 1, "pf": 0, "chk": 1}, {"wc": 1, "nt": 1, "pf": 2, "chk": 0}, {"wc": 2, "nt": 1, "pf": 4, "chk": 1},
+        return [{"wc": 2, "nt": 1, "pf": 0, "chk": 1}, {"wc": 1, "nt": 1, "pf": 2, "chk": 0},
+                {"wc": 2, "nt": 1, "pf": 4, "chk": 1},
                 {"wc": 2, "nt": 1, "pf": 3, "chk": 1}, {"wc": 1, "nt": 1, "pf": 3, "chk": 1},
                 {"wc": 2, "nt": 1, "pf": 0, "chk": 0}, {"wc": 2, "nt": 1, "pf": 1, "chk": 0}]
     if M <= 16:
-        return [{"wc": 1, "nt": 2, "pf": 1, "chk": 0}, {"wc": 1, "nt": 2, "pf": 2, "chk": 0}, {"wc": 2, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1},
+        return [{"wc": 1, "nt": 2, "pf": 1, "chk": 0}, {"wc": 1, "nt": 2, "pf": 2, "chk": 0},
+                {"wc": 2, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1},
                 {"wc": 1, "nt": 2, "pf": 3, "chk": 0}, {"wc": 1, "nt": 2, "pf": 3, "chk": 1},
                 {"wc": 2, "nt": 2, "pf": 3, "chk": 1, "sm_mult": 1}, {"wc": 1, "nt": 2, "pf": 0, "chk": 1}]
     return [{"wc": 1, "nt": 4, "pf": 1, "chk": 0}, {"wc": 1, "nt": 4, "pf": 3, "chk": 1},
@@ -537,8 +539,8 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
-    {wc, nt, pf, chk, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks}). method "gemv" takes
-    1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
+    {wc, nt, pf, chk, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks}).
+    method "gemv" takes 1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
     """
     cp = _cupy()
     p = tensors if isinstance(tensors, _Prepared) else _Prepared(
