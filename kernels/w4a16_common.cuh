@@ -129,28 +129,28 @@ __device__ __forceinline__ u16 half_of(const uint4& v, int j) {
 #define AWQFMT_L2_PREFETCH 128
 #endif
 #if AWQFMT_L2_PREFETCH == 256
-#define AWQFMT_LDS_HINT ".L2::256B"
+#define AWQFMT_LDG_L2_HINT ".L2::256B"
 #elif AWQFMT_L2_PREFETCH == 128
-#define AWQFMT_LDS_HINT ".L2::128B"
+#define AWQFMT_LDG_L2_HINT ".L2::128B"
 #elif AWQFMT_L2_PREFETCH == 64
-#define AWQFMT_LDS_HINT ".L2::64B"
+#define AWQFMT_LDG_L2_HINT ".L2::64B"
 #else
-#define AWQFMT_LDS_HINT ""
+#define AWQFMT_LDG_L2_HINT ""
 #endif
 __device__ __forceinline__ uint4 ldg_stream_v4(const void* p) {
     uint4 r;
-    asm("ld.global.nc.L1::no_allocate" AWQFMT_LDS_HINT ".v4.u32 {%0,%1,%2,%3}, [%4];"
+    asm("ld.global.nc.L1::no_allocate" AWQFMT_LDG_L2_HINT ".v4.u32 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
     return r;
 }
 __device__ __forceinline__ uint2 ldg_stream_v2(const void* p) {
     uint2 r;
-    asm("ld.global.nc.L1::no_allocate" AWQFMT_LDS_HINT ".v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+    asm("ld.global.nc.L1::no_allocate" AWQFMT_LDG_L2_HINT ".v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
     return r;
 }
 __device__ __forceinline__ u32 ldg_stream_u32(const void* p) {
     u32 r;
-    asm("ld.global.nc.L1::no_allocate" AWQFMT_LDS_HINT ".u32 %0, [%1];" : "=r"(r) : "l"(p));
+    asm("ld.global.nc.L1::no_allocate" AWQFMT_LDG_L2_HINT ".u32 %0, [%1];" : "=r"(r) : "l"(p));
     return r;
 }
 // Small, reused data (activations, scales, zeros): read-only cached path.
