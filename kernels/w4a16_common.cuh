@@ -14,6 +14,15 @@ typedef unsigned short u16;
 #define AWQFMT_L_NAT_SHIFT 2   // [K, N/8] words, natural order; decoded with per-nibble shifts and masks
 #define AWQFMT_L_GPTQ 3        // [K/8, N] words packed along K, natural order
 
+namespace awqfmt {
+// A compile-time yes/no passed to a generic lambda (`if constexpr (decltype(arg)::value)`): NVRTC has no
+// <type_traits> for std::integral_constant.
+template <bool B>
+struct flag {
+    static constexpr bool value = B;
+};
+}  // namespace awqfmt
+
 // fp16 1024.0 in both halves. An fp16 with bits 0x6400 | v (v < 1024) equals 1024 + v.
 #define AWQFMT_MAGIC 0x64006400u
 

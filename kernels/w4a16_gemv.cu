@@ -16,8 +16,11 @@
 //             converted to fp32 and multiplied by the fp32 scale: acc[col] += s * sum_batch (q - z) x.
 //             Per 8 weights and token: 3 shifts + 4 lop3 + 4 hsub2 + 4 hfma2 (AWQ), then 2 cvt + 2 FFMA
 //             per column and batch. fp16 partial sums of FL <= 8 products: the error is ~2^-11 relative to
-//             a batch's partial sum (the reference tests bound the output at 2e-3), and |x| must stay below
-//             ~65504 / (15 * FL) (~550 for FL = 8, ~1090 for FL = 4) to keep those partial sums finite.
+//             a batch's partial sum (the reference tests bound the output at 2e-3). Those partial sums stay
+//             finite while |x| < ~65504 / (15 * FL) (~550 for FL = 8); real activations have outliers beyond
+//             that (a few channels in the thousands), so a thread whose fp32 sums come out inf or NaN redoes
+//             its rows with fp32 products (`exact` below): one test per output in the common case, the right
+//             answer for any finite input, inf/NaN only where x holds them.
 //
 // Work split
 //   block   = 256 threads = 256 output columns (32 words) x RT = 8 * VW row-threads.
@@ -163,7 +166,50 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
         }
     };
 
-    auto compute = [&](const Batch& B) {
+    // Row i of a batch, word v -> four fp16x2 pairs of adjacent columns (2p, 2p+1), each 1024 + q.
+    auto decode_row = [&](const Batch& B, int i, int v, u32 (&d)[4]) {
+        if constexpr (!GPTQ) {
+            dec_npair<LAYOUT>(B.w[i * VW + v], d);
+        } else {
+            // columns (2p, 2p+1): their k-nibbles 0-3 (or 4-7) side by side, then nibble i & 3 of each
+#pragma unroll
+            for (int p = 0; p < 4; ++p) {
+                const u32 src = (i < 4) ? prmt<0x5410>(B.w[8 * v + 2 * p], B.w[8 * v + 2 * p + 1])
+                                        : prmt<0x7632>(B.w[8 * v + 2 * p], B.w[8 * v + 2 * p + 1]);
+                d[p] = lop3_and_or(src >> (4 * (i & 3)), 0x000F000Fu, AWQFMT_MAGIC);
+            }
+        }
+    };
+
+    // exact = false: fp16 products summed over the batch (fast); true: fp32 products (the overflow fallback)
+    auto compute = [&](const Batch& B, auto exact) {
+        if constexpr (decltype(exact)::value) {
+#pragma unroll
+            for (int i = 0; i < FL; ++i) {
+                float xf[MT];
+#pragma unroll
+                for (int t = 0; t < MT; ++t) {
+                    const u32 xv = B.x[t][i >> 1];
+                    xf[t] = (i & 1) ? h2f_hi(xv) : h2f_lo(xv);
+                }
+#pragma unroll
+                for (int v = 0; v < VW; ++v) {
+                    u32 d[4];
+                    decode_row(B, i, v, d);
+#pragma unroll
+                    for (int p = 0; p < 4; ++p) {
+                        const u32 qmz = hsub2(d[p], zc[v][p]);  // small integers: exact in fp16 and fp32
+                        const int j = 8 * v + 2 * p;
+#pragma unroll
+                        for (int t = 0; t < MT; ++t) {
+                            acc[t][j] += s[j] * (h2f_lo(qmz) * xf[t]);
+                            acc[t][j + 1] += s[j + 1] * (h2f_hi(qmz) * xf[t]);
+                        }
+                    }
+                }
+            }
+            return;
+        }
         u32 h[MT][VW][4];
 #pragma unroll
         for (int t = 0; t < MT; ++t)
@@ -182,17 +228,7 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
 #pragma unroll
             for (int v = 0; v < VW; ++v) {
                 u32 d[4];
-                if constexpr (!GPTQ) {
-                    dec_npair<LAYOUT>(B.w[i * VW + v], d);
-                } else {
-                    // columns (2p, 2p+1): their k-nibbles 0-3 (or 4-7) side by side, then nibble i & 3 of each
-#pragma unroll
-                    for (int p = 0; p < 4; ++p) {
-                        const u32 src = (i < 4) ? prmt<0x5410>(B.w[8 * v + 2 * p], B.w[8 * v + 2 * p + 1])
-                                                : prmt<0x7632>(B.w[8 * v + 2 * p], B.w[8 * v + 2 * p + 1]);
-                        d[p] = lop3_and_or(src >> (4 * (i & 3)), 0x000F000Fu, AWQFMT_MAGIC);
-                    }
-                }
+                decode_row(B, i, v, d);
 #pragma unroll
                 for (int p = 0; p < 4; ++p) {
                     const u32 qmz = hsub2(d[p], zc[v][p]);  // (q - z) for columns 2p, 2p+1: exact
@@ -216,28 +252,45 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     if (cols_ok) {
         Batch cur, nxt;
         int gcur = -1;
-        auto batch = [&](int b, const Batch& B) {
+        auto batch = [&](int b, const Batch& B, auto exact) {
             const int g = group_of(b, gm, gmask);  // a batch never crosses a group (host: G % 32 == 0 or one group)
             if (g != gcur) {
                 load_group(g);
                 gcur = g;
             }
-            compute(B);
+            compute(B, exact);
         };
+        const awqfmt::flag<false> fast;
         if constexpr (PF) {
             // two batches per trip, the buffers swap roles: no register copies between batches
             if (r_begin < r_end) load(r_begin, cur);
             for (int b = r_begin; b < r_end; b += 2 * FL) {
                 if (b + FL < r_end) load(b + FL, nxt);
-                batch(b, cur);
+                batch(b, cur, fast);
                 if (b + FL >= r_end) break;
                 if (b + 2 * FL < r_end) load(b + 2 * FL, cur);
-                batch(b + FL, nxt);
+                batch(b + FL, nxt, fast);
             }
         } else {
             for (int b = r_begin; b < r_end; b += FL) {
                 load(b, cur);
-                batch(b, cur);
+                batch(b, cur, fast);
+            }
+        }
+        // an fp16 partial sum overflowed (|x| beyond ~65504 / (15 FL)) or x holds inf/NaN: redo in fp32
+        bool finite = true;
+#pragma unroll
+        for (int t = 0; t < MT; ++t)
+#pragma unroll
+            for (int j = 0; j < COLS; ++j) finite &= fabsf(acc[t][j]) <= 3.402823466e38f;
+        if (!finite) {
+#pragma unroll
+            for (int t = 0; t < MT; ++t)
+#pragma unroll
+                for (int j = 0; j < COLS; ++j) acc[t][j] = 0.f;
+            for (int b = r_begin; b < r_end; b += FL) {
+                load(b, cur);
+                batch(b, cur, awqfmt::flag<true>());
             }
         }
     }

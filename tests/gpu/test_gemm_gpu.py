@@ -47,11 +47,12 @@ def make_module(rng, K, N, G, *, layout="awq", bf16=False, act_order=False) -> L
     return LogicalModule(bits=4, group_size=G, codes=codes, zeros=zeros, scales=scales, scale_dtype=sd, g_idx=g_idx)
 
 
-def run_case(layout, module, M, *, method="auto", decode=None, config=None, rng=None, seed=None):
+def run_case(layout, module, M, *, method="auto", decode=None, config=None, rng=None, seed=None, x=None):
     import cupy as cp
 
     tensors = {name: arr for name, (arr, _dt) in encode(get_spec(layout), module).items()}
-    x = rng.standard_normal((M, module.K)).astype(np.float16)
+    if x is None:
+        x = rng.standard_normal((M, module.K)).astype(np.float16)
     ref = x.astype(np.float64) @ module.dequantize(np.float64)
     y = cp.full((M, module.N), cp.nan, dtype=cp.float16)  # poison
     info: dict = {}
@@ -99,6 +100,24 @@ def test_gemv_configs(config, layout):
     module = make_module(rng, 2048, 1024, 128, layout=layout)
     for M in ((1, 3) if layout == "awq" else (1,)):
         run_case(layout, module, M, method="gemv", config=config, rng=rng, seed=seed)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("method,M,config", [("gemv", 1, None), ("gemv", 3, None),
+                                             ("gemv", 1, {"vw": 1, "fl": 4, "pf": 1, "waves": 1}),
+                                             ("gemv", 2, {"vw": 4, "fl": 4, "pf": 0, "waves": 1}),
+                                             ("skinny", 1, None), ("skinny", 16, None), ("dequant", 3, None)])
+def test_activation_outliers(layout, method, M, config):
+    """Real activations have a few channels in the thousands. Eight consecutive channels at +-8000 make the
+    GEMV's fp16 partial sums of 4-8 rows overflow (8 * 15 * 8000 >> 65504) for most columns: the kernel must
+    notice and redo those sums in fp32; every method must give the float64 reference (finite, within 2e-3)."""
+    rng, seed = _rng()
+    K = 1024
+    module = make_module(rng, K, 512, 128, layout=layout)
+    x = rng.standard_normal((M, K)).astype(np.float16)
+    for start in (64, 520):  # two batches of outliers, in different groups
+        x[:, start:start + 8] = np.where(rng.random((M, 1)) < 0.5, -8000.0, 8000.0).astype(np.float16)
+    run_case(layout, module, M, method=method, config=config, rng=rng, seed=seed, x=x)
 
 
 def test_auto_uses_gemv_for_few_tokens():

@@ -1,0 +1,217 @@
+"""Run-11 probes (2026-11-25 session 8): what the skinny kernel's M = 16 time is made of, and where the
+dequantize + cuBLAS path loses time at M = 4096.
+
+Run on the GPU:  PYTHONPATH=. python3 benchmarks/gemm/probe11.py whatif|pair [...]
+  whatif  time the skinny kernel as shipped and with its source patched so that one kind of load always reads
+          the same two units (it then hits L1/L2 instead of streaming): the time a load kind costs is the
+          difference. The outputs are wrong on purpose; nothing here is a kernel to ship. Rounds alternate
+          shipped / patched, medians reported.
+  pair    M = 4096: each kernel's duration inside a sequence of dequantize, matmul, dequantize, matmul, ...
+          (CUDA events between all of them) against each timed alone, and cuBLAS vs ours in ABBA order
+          (baseline, ours, ours, baseline, ...) so that neither always runs second.
+  ab      one kernel file before (--old) and after a change (the working tree), alternating rounds.
+Writes $OUT/probe11-<mode>.json when OUT is set; prints one line per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+import numpy as np
+
+# name -> (text in w4a16_gemm.cu, replacement): the unit-dependent part of one load's offset made periodic.
+PATCHES = {
+    "x_fixed": ("st.x[nt] = ldg_v4(x_t + (xo[nt] + (u32)(u << 5)));",
+                "st.x[nt] = ldg_v4(x_t + (xo[nt] + (u32)((u & 1) << 5)));"),
+    "w_fixed": ("u32 o = (u32)u * rows32;", "u32 o = (u32)(u & 1) * rows32;"),
+    "zs_fixed": ("const int g = group_of(u, gm, gmask);\n        ldg_words<WC>(qz_t",
+                 "const int g = group_of(u & 1, gm, gmask);\n        ldg_words<WC>(qz_t"),
+    # every block writes y directly: no split-K workspace atomics, fence, counter or conversion pass
+    "no_splitk": ("const bool whole = (u_begin == 0 && u_end == n_units);", "const bool whole = true;"),
+    # each block does half its units (the slope of time over work; the counters never complete)
+    "half_units": ("const int u_end = min(n_units, u_begin + units_per_split);",
+                   "const int u_end = min(n_units, u_begin + units_per_split / 2);"),
+}
+
+
+def _patched(names):
+    from awqfmt.gpu import gemm
+
+    fname = "w4a16_gemm.cu"
+    gemm._sources.pop(fname, None)
+    text = gemm._source(fname)
+    for name in names:
+        old, new = PATCHES[name]
+        if text.count(old) != 1:
+            raise SystemExit(f"patch {name}: expected one match in {fname}, found {text.count(old)}")
+        text = text.replace(old, new)
+    gemm._sources[fname] = text
+    gemm._kernels.clear()
+
+
+def mode_whatif(args, out):
+    import cupy as cp
+
+    from awqfmt.gpu import gemm
+    from awqfmt.gpu.bench import device_info, make_module, prepared_copies, time_cupy, torch_matmul_ms
+    from awqfmt.gpu.gemm import gemm_packed
+
+    l2 = device_info()["l2_bytes"] or (50 << 20)
+    rng = np.random.default_rng(11)
+    variants = [[]] + [[p] for p in args.patches.split(",") if p] + ([args.patches.split(",")]
+                                                                      if args.all else [])
+    for shape in args.shapes.split(","):
+        K, N = (int(v) for v in shape.split("x"))
+        module = make_module(K, N, 128, rng)
+        preps = prepared_copies(module, "awq", l2)
+        x = cp.asarray(rng.standard_normal((args.m, K), dtype=np.float32).astype(np.float16))
+        y = cp.empty((args.m, N), cp.float16)
+        cub = torch_matmul_ms(x, N, args.reps, l2)
+        cfg = json.loads(args.cfg)
+        times = {"+".join(v) or "shipped": [] for v in variants}
+        for _ in range(args.rounds):
+            for v in variants:
+                _patched(v)
+                t = time_cupy([lambda p=p: gemm_packed("awq", p, x, group_size=128, out=y, method="skinny",
+                                                       config=cfg) for p in preps], args.reps)["ms"]
+                times["+".join(v) or "shipped"].append(t)
+                gemm._workspaces.clear()  # a patched kernel may leave the split-K workspace non-zero
+        _patched([])
+        base = statistics.median(times["shipped"])
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            row = {"K": K, "N": N, "M": args.m, "cfg": cfg, "variant": name, "ms": med, "rounds": ts,
+                   "cublas_ms": cub, "speedup": cub / med, "saved": 1 - med / base}
+            out.append(row)
+            print(f"{K}x{N} M={args.m} {name:22s} {med:.4f} ms  x{cub / med:.2f} cuBLAS  "
+                  f"saves {100 * (1 - med / base):5.1f}%", flush=True)
+        del preps
+        cp.get_default_memory_pool().free_all_blocks()
+
+
+def mode_ab(args, out):
+    """One kernel file as committed before (--old, a copy of it) against the working tree's, same data,
+    alternating rounds; each configuration of --cfgs for method --kind at --m tokens."""
+    import cupy as cp
+
+    from awqfmt.gpu import gemm
+    from awqfmt.gpu.bench import device_info, make_module, prepared_copies, time_cupy, torch_matmul_ms
+
+    l2 = device_info()["l2_bytes"] or (50 << 20)
+    rng = np.random.default_rng(13)
+    fname = os.path.basename(args.file)
+    texts = {"old": open(args.old).read(), "new": (gemm.kernels_dir() / fname).read_text()}
+    common = (gemm.kernels_dir() / "w4a16_common.cuh").read_text()
+    for shape in args.shapes.split(","):
+        K, N = (int(v) for v in shape.split("x"))
+        module = make_module(K, N, 128, rng)
+        preps = prepared_copies(module, "awq", l2)
+        x = cp.asarray(rng.standard_normal((args.m, K), dtype=np.float32).astype(np.float16))
+        y = cp.empty((args.m, N), cp.float16)
+        cub = torch_matmul_ms(x, N, args.reps, l2)
+        for cfg in json.loads(args.cfgs):
+            times = {"old": [], "new": []}
+            for _ in range(args.rounds):
+                for which in ("old", "new"):
+                    gemm._sources[fname] = texts[which].replace('#include "w4a16_common.cuh"', common)
+                    gemm._kernels.clear()
+                    times[which].append(time_cupy([lambda p=p: gemm.gemm_packed(
+                        "awq", p, x, group_size=128, out=y, method=args.kind, config=cfg) for p in preps],
+                        args.reps)["ms"])
+            old_ms, new_ms = statistics.median(times["old"]), statistics.median(times["new"])
+            out.append({"K": K, "N": N, "M": args.m, "kind": args.kind, "cfg": cfg, "old_ms": old_ms,
+                        "new_ms": new_ms, "rounds": times, "cublas_ms": cub})
+            print(f"{K}x{N} M={args.m} {args.kind} {json.dumps(cfg)}: old {old_ms:.4f} ms (x{cub / old_ms:.2f}) "
+                  f"new {new_ms:.4f} ms (x{cub / new_ms:.2f}) new/old {new_ms / old_ms:.3f}", flush=True)
+        gemm._sources.pop(fname, None)
+        gemm._kernels.clear()
+        del preps
+        cp.get_default_memory_pool().free_all_blocks()
+
+
+def mode_pair(args, out):
+    import cupy as cp
+
+    from awqfmt.gpu.bench import device_info, make_module, prepared_copies
+    from awqfmt.gpu.gemm import dequantize_packed
+
+    l2 = device_info()["l2_bytes"] or (50 << 20)
+    rng = np.random.default_rng(12)
+    M = 4096
+    for shape in args.shapes.split(","):
+        K, N = (int(v) for v in shape.split("x"))
+        module = make_module(K, N, 128, rng)
+        preps = prepared_copies(module, "awq", l2)
+        x = cp.asarray(rng.standard_normal((M, K), dtype=np.float32).astype(np.float16))
+        y = cp.empty((M, N), cp.float16)
+        W = cp.empty((K, N), cp.float16)
+        B = [cp.asarray(rng.standard_normal((K, N), dtype=np.float32).astype(np.float16)) for _ in range(2)]
+
+        def seq(steps):
+            """Run the steps in order, each between two events; return each step's ms."""
+            ev = [cp.cuda.Event() for _ in range(len(steps) + 1)]
+            ev[0].record()
+            for i, s in enumerate(steps):
+                s()
+                ev[i + 1].record()
+            ev[-1].synchronize()
+            return [cp.cuda.get_elapsed_time(ev[i], ev[i + 1]) for i in range(len(steps))]
+
+        deq = [lambda p=p: dequantize_packed("awq", p, group_size=128, out=W) for p in preps]
+        mm = lambda: cp.matmul(x, W, out=y)  # noqa: E731
+        base = [lambda b=b: cp.matmul(x, b, out=y) for b in B]
+        n = args.reps
+        seq([deq[0], mm, base[0]] * 2)  # warm-up (compiles, cuBLAS heuristics)
+        in_seq = seq([f for i in range(n) for f in (deq[i % len(deq)], mm)])
+        alone_d = seq([deq[i % len(deq)] for i in range(n)])
+        alone_m = seq([mm] * n)
+        # ABBA: baseline block, ours block, ours block, baseline block, ...; each block n calls
+        blocks = {"cublas": [], "ours": []}
+        order = ["cublas", "ours", "ours", "cublas"] * args.rounds
+        for who in order:
+            if who == "cublas":
+                ts = seq([base[i % 2] for i in range(n)])
+                blocks[who].append(statistics.median(ts))
+            else:
+                ts = seq([f for i in range(n) for f in (deq[i % len(deq)], mm)])
+                blocks[who].append(statistics.median([a + b for a, b in zip(ts[::2], ts[1::2])]))
+        row = {"K": K, "N": N, "M": M,
+               "dequant_in_seq_ms": statistics.median(in_seq[::2]), "matmul_in_seq_ms": statistics.median(in_seq[1::2]),
+               "dequant_alone_ms": statistics.median(alone_d), "matmul_alone_ms": statistics.median(alone_m),
+               "abba_cublas_ms": blocks["cublas"], "abba_ours_ms": blocks["ours"],
+               "abba_ratio": statistics.median(blocks["cublas"]) / statistics.median(blocks["ours"])}
+        out.append(row)
+        print(json.dumps(row), flush=True)
+        del preps, B
+        cp.get_default_memory_pool().free_all_blocks()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["whatif", "pair", "ab"])
+    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--m", type=int, default=16)
+    ap.add_argument("--shapes", default="8192x8192,8192x28672")
+    ap.add_argument("--cfg", default='{"wc": 1, "nt": 2, "pf": 2, "chk": 0}')
+    ap.add_argument("--patches", default="x_fixed,w_fixed,zs_fixed")
+    ap.add_argument("--all", action="store_true", help="also one variant with every patch")
+    ap.add_argument("--file", default="w4a16_gemv.cu", help="ab: the kernel file compared")
+    ap.add_argument("--old", help="ab: a copy of that file as it was before")
+    ap.add_argument("--kind", default="gemv", help="ab: gemm_packed method")
+    ap.add_argument("--cfgs", default='[{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 0, "waves": 1}]')
+    args = ap.parse_args()
+    out: list = []
+    {"whatif": mode_whatif, "pair": mode_pair, "ab": mode_ab}[args.mode](args, out)
+    if os.environ.get("OUT") and out:
+        with open(os.path.join(os.environ["OUT"], f"probe11-{args.mode}.json"), "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
