@@ -221,27 +221,6 @@ __device__ __forceinline__ void ldg_stream_words(const void* p, u32* out, bool o
     ldg_words<N, true>(p, out, ok);
 }
 
-// ---- thread-block clusters (Hopper): rank, barrier, and a float read from a block's shared memory -------
-__device__ __forceinline__ u32 cluster_rank() {
-    u32 r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-    return r;
-}
-// Every block of the cluster arrives (its earlier shared-memory writes released) and waits for all.
-__device__ __forceinline__ void cluster_sync() {
-    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
-}
-// *local as seen in the shared memory of the cluster's block `rank` (same offset).
-__device__ __forceinline__ float ld_dsmem_f32(const float* local, u32 rank) {
-    u32 a;
-    asm volatile("{\n\t.reg .u64 g;\n\tcvta.to.shared.u64 g, %1;\n\tcvt.u32.u64 %0, g;\n\t}" : "=r"(a) : "l"(local));
-    u32 remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(a), "r"(rank));
-    float v;
-    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
-    return v;
-}
-
 // ---- cp.async (Ampere+) and shared-memory access by 32-bit shared addresses ------------------------------
 __device__ __forceinline__ u32 smem_addr(const void* p) {
     unsigned long long a;

@@ -52,18 +52,16 @@ __device__ __forceinline__ constexpr int col_nib(int col) {
 
 }  // namespace awqfmt
 
-// The kernel body; CL > 1: the gridDim.y == CL K splits of a column tile are one thread-block cluster (the
-// w4a16_skinny_cl entry point) and sum their partial tiles through distributed shared memory.
-template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF, int CHK, int KF, int CL>
-__device__ __forceinline__ void
-skinny_body(const u16* __restrict__ x,        // [M, K] fp16
-            const u32* __restrict__ qw,       // AWQ-like: [K, N/8]; GPTQ: [K/8, N]
-            const u32* __restrict__ qz,       // [n_g, N/8]
-            const u16* __restrict__ sc,       // [n_g, N] fp16 or bf16 bits
-            u16* __restrict__ y,              // [M, N] fp16
-            float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit; CL: unused)
-            u32* __restrict__ counters,       // [gridDim.z * gridDim.x] (zero on entry and exit; CL: unused)
-            int M, int K, int N, u32 gm, u32 gmask, int units_per_split, int ch_log)
+template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF, int CHK, int KF>
+__global__ void __launch_bounds__(256, (WC * NT <= 2) ? 2 : 1)
+w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
+             const u32* __restrict__ qw,       // AWQ-like: [K, N/8]; GPTQ: [K/8, N]
+             const u32* __restrict__ qz,       // [n_g, N/8]
+             const u16* __restrict__ sc,       // [n_g, N] fp16 or bf16 bits
+             u16* __restrict__ y,              // [M, N] fp16
+             float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit)
+             u32* __restrict__ counters,       // [gridDim.z * gridDim.x] (zero on entry and exit)
+             int M, int K, int N, u32 gm, u32 gmask, int units_per_split, int ch_log)
 {
     static_assert(WC == 1 || WC == 2 || WC == 4, "WC is 1, 2 or 4");
     static_assert(WC * NT <= 4, "shared staging holds WC * NT <= 4");
@@ -88,7 +86,6 @@ skinny_body(const u16* __restrict__ x,        // [M, K] fp16
     constexpr int STAGE_BYTES = OX + 512 * NT;
 
     __shared__ float red[4 * FRAG];
-    __shared__ float part[CL > 1 ? TOK * BCOLS : 1];  // CL: this block's partial tile, read by the cluster
     __shared__ int s_last;
     extern __shared__ __align__(16) unsigned char dsmem[];  // ASYNC: 8 warps x STAGES x STAGE_BYTES
 
@@ -663,7 +660,7 @@ skinny_body(const u16* __restrict__ x,        // [M, K] fp16
     // output element (lt, lc) of the block -> its slot in fragment order
     for (int i = tid; i < ntok * BCOLS; i += 256) {
         const int lt = i / BCOLS, lc = i - lt * BCOLS;
-        if (CL == 1 && lc >= ncol) continue;
+        if (lc >= ncol) continue;
         int ti, ab, rr;
         if constexpr (!GPTQ) {
             rr = lc / COLS;
@@ -678,29 +675,11 @@ skinny_body(const u16* __restrict__ x,        // [M, K] fp16
         }
         const int idx = ((ti * NT + (lt >> 3)) * 4 + 2 * ab + (lt & 1)) * 32 + 4 * rr + ((lt & 7) >> 1);
         const float v = red[idx] + red[FRAG + idx] + red[2 * FRAG + idx] + red[3 * FRAG + idx];
-        if constexpr (CL > 1) {
-            part[i] = v;
-            continue;
-        }
         const size_t o = (size_t)(tok0 + lt) * N + col0 + lc;
         if (whole) y[o] = f2h(v);
         else atomicAdd(&ws[o], v);
     }
-    if constexpr (CL > 1) {
-        // ---- cluster: rank q sums slice q of the tile over the CL blocks' shared memory (fixed order:
-        // deterministic, unlike the workspace atomics) and writes it; no workspace, fence or counter.
-        cluster_sync();  // every block's partial tile is in its shared memory
-        const int q = (int)cluster_rank();
-        for (int i = q * 256 + tid; i < ntok * BCOLS; i += 256 * CL) {
-            const int lt = i / BCOLS, lc = i - lt * BCOLS;
-            if (lc >= ncol) continue;
-            float v = 0.f;
-#pragma unroll
-            for (int b = 0; b < CL; ++b) v += ld_dsmem_f32(part + i, (u32)b);
-            y[(size_t)(tok0 + lt) * N + col0 + lc] = f2h(v);
-        }
-        cluster_sync();  // keep every block's shared memory alive until the cluster has read it
-    } else if (!whole) {
+    if (!whole) {
         // ---- split K: the block that completes the tile's units converts the workspace to fp16 and zeroes it
         __threadfence();
         __syncthreads();
@@ -725,29 +704,6 @@ skinny_body(const u16* __restrict__ x,        // [M, K] fp16
         }
     }
     }
-}
-
-#define AWQFMT_SKINNY_PARAMS                                                                                \
-    const u16* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ qz,                      \
-    const u16* __restrict__ sc, u16* __restrict__ y, float* __restrict__ ws, u32* __restrict__ counters,     \
-    int M, int K, int N, u32 gm, u32 gmask, int units_per_split, int ch_log
-#define AWQFMT_SKINNY_ARGS x, qw, qz, sc, y, ws, counters, M, K, N, gm, gmask, units_per_split, ch_log
-
-// K splits reduced through the fp32 workspace (any number of splits, or none).
-template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF, int CHK, int KF>
-__global__ void __launch_bounds__(256, (WC * NT <= 2) ? 2 : 1) w4a16_skinny(AWQFMT_SKINNY_PARAMS)
-{
-    skinny_body<LAYOUT, WC, NT, BF16, ZOFF, PF, CHK, KF, 1>(AWQFMT_SKINNY_ARGS);
-}
-
-// The CL (2..8) K splits of a column tile as one thread-block cluster (Hopper): the host launches
-// gridDim.y == CL. Run 11: the workspace round trip (atomics, fence, counter, conversion pass) cost 10-23% of
-// the M = 16 time at 4096² and 8192².
-template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF, int CHK, int KF, int CL>
-__global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(256, (WC * NT <= 2) ? 2 : 1)
-w4a16_skinny_cl(AWQFMT_SKINNY_PARAMS)
-{
-    skinny_body<LAYOUT, WC, NT, BF16, ZOFF, PF, CHK, KF, CL>(AWQFMT_SKINNY_ARGS);
 }
 
 #ifdef AWQFMT_INSTANTIATE_ALL
@@ -789,12 +745,4 @@ AWQFMT_INST(2, 2, 2, 1, 0)
 AWQFMT_INST(3, 4, 1, 0, 1)
 AWQFMT_INST(3, 2, 2, 1, 0)
 AWQFMT_INST(3, 1, 4, 0, 1)
-#define AWQFMT_INSTC(L, WC, NT, PF, CHK, KF, CL)                                                              \
-    template __global__ void w4a16_skinny_cl<L, WC, NT, 0, 0, PF, CHK, KF, CL>(const u16*, const u32*, const u32*, \
-        const u16*, u16*, float*, u32*, int, int, int, u32, u32, int, int);
-AWQFMT_INSTC(0, 1, 2, 2, 0, 1, 2)
-AWQFMT_INSTC(0, 1, 2, 1, 0, 1, 4)
-AWQFMT_INSTC(0, 2, 1, 1, 0, 1, 3)
-AWQFMT_INSTC(3, 1, 2, 1, 1, 1, 2)
-AWQFMT_INSTC(2, 1, 4, 4, 1, 0, 8)
 #endif

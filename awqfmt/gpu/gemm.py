@@ -128,16 +128,6 @@ def _sm_count() -> int:
     return int(cp.cuda.Device().attributes["MultiProcessorCount"])
 
 
-def _has_clusters() -> bool:
-    """Thread-block clusters and distributed shared memory: compute capability 9.0 (Hopper) and later."""
-    return int(_cupy().cuda.Device().compute_capability) >= 90
-
-
-# The skinny kernel reduces 2..CLUSTER_MAX_SPLITS K splits of a column tile inside one thread-block cluster
-# (8: the portable cluster size limit); more splits go through the fp32 workspace.
-CLUSTER_MAX_SPLITS = 8
-
-
 def _blocks_per_sm(kern, threads: int = 256, smem: int = 0) -> int:
     try:
         regs = int(kern.num_regs)
@@ -410,14 +400,6 @@ def _stage_bytes(gptq: bool, wc: int, nt: int) -> int:
     return os_ + 512 * wc + 512 * nt
 
 
-def _allow_dynamic_smem(kern, name: str, nbytes: int) -> None:
-    try:
-        if int(kern.max_dynamic_shared_size_bytes) < nbytes:
-            kern.max_dynamic_shared_size_bytes = nbytes
-    except Exception as exc:
-        raise GemmError(f"cannot give {name} {nbytes} bytes of shared memory: {exc}") from exc
-
-
 def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     cfg = dict(_default_config(M))
     if config is None:
@@ -447,7 +429,11 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     kern = _kernel(_GEMM_SRC, name)
     dyn = 8 * pf * _stage_bytes(p.gptq, wc, nt) if pf >= 3 else 0
     if dyn > 48 * 1024:
-        _allow_dynamic_smem(kern, name, dyn)
+        try:
+            if int(kern.max_dynamic_shared_size_bytes) < dyn:
+                kern.max_dynamic_shared_size_bytes = dyn
+        except Exception as exc:
+            raise GemmError(f"cannot give {name} {dyn} bytes of shared memory: {exc}") from exc
     n_units = -(-K // 32)
     col_tiles = -(-N // (64 * wc))
     tok_tiles = -(-M // (8 * nt))
@@ -465,12 +451,6 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     splits = -(-n_units // ups)
     if tok_tiles > 65535 or splits > 65535:
         raise GemmError(f"M={M} too large for the skinny kernel")
-    if 2 <= splits <= CLUSTER_MAX_SPLITS and cfg.get("cluster", 1) and _has_clusters():
-        # the splits of a column tile sum through distributed shared memory: no workspace round trip
-        name = f"w4a16_skinny_cl<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf},{chk},{kf},{splits}>"
-        kern = _kernel(_GEMM_SRC, name)
-        if dyn > 48 * 1024:
-            _allow_dynamic_smem(kern, name, dyn)
     ws, ct = _workspace(M * N, col_tiles * tok_tiles)
     gm, gmask = group_magic(upg or n_units, n_units)  # units per group (one group: upg = 0 or n_units)
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
@@ -480,8 +460,7 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
         kern(grid, (256,), args, shared_mem=dyn)
     except Exception as exc:
         raise GemmError(f"launching {name} failed: {exc}") from exc
-    return {"kernel": name, "grid": grid, "units_per_split": ups, "chunk_units": CH, "shared_mem": dyn,
-            "cluster": name.startswith("w4a16_skinny_cl")}
+    return {"kernel": name, "grid": grid, "units_per_split": ups, "chunk_units": CH, "shared_mem": dyn}
 
 
 def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
@@ -560,7 +539,7 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
-    {wc, nt, pf, chk, target_blocks | sm_mult | splits, cluster}; gemv: {vw, fl, pf, waves, rpt, target_blocks}).
+    {wc, nt, pf, chk, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks}).
     method "gemv" takes 1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
     """
     cp = _cupy()

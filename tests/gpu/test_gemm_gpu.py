@@ -200,32 +200,6 @@ def test_skinny_configs(config, layout):
         run_case(layout, module, M, method="skinny", config=config, rng=rng, seed=seed)
 
 
-@pytest.mark.parametrize("splits", [2, 3, 4, 7, 8, 9])
-@pytest.mark.parametrize("cluster", [1, 0])
-@pytest.mark.parametrize("layout", ["awq", "gptq"])
-def test_skinny_split_reduction(splits, cluster, layout):
-    """K splits summed inside one thread-block cluster (2-8 splits, distributed shared memory, on Hopper) or
-    through the fp32 workspace (cluster=0, or 9+ splits); two token tiles (M=19) make the grid 3-D. The cluster
-    sum has a fixed order: two launches give identical bits."""
-    import cupy as cp
-
-    from awqfmt.gpu.gemm import _has_clusters
-
-    rng, seed = _rng()
-    module = make_module(rng, 4096, 1024, 128, layout=layout)  # 128 units of 32 k
-    cfg = {"wc": 1, "nt": 2, "pf": 1, "chk": 0, "splits": splits, "cluster": cluster}
-    for M in (1, 16, 19):
-        _, info = run_case(layout, module, M, method="skinny", config=cfg, rng=rng, seed=seed)
-        assert info["grid"][1] == splits, info
-        assert info["cluster"] == bool(cluster and splits <= 8 and _has_clusters()), info
-    if info["cluster"]:
-        tensors = {n: a for n, (a, _) in encode(get_spec(layout), module).items()}
-        x = rng.standard_normal((19, 4096)).astype(np.float16)
-        a, b = (cp.asnumpy(gemm_packed(layout, tensors, x, group_size=128, method="skinny", config=cfg, check=True))
-                for _ in range(2))
-        assert a.tobytes() == b.tobytes(), f"cluster sums differ between launches: seed={seed}"
-
-
 @pytest.mark.parametrize("M", [1, 16, 300])
 def test_logical_lop3_decoder(M):
     rng, seed = _rng()
