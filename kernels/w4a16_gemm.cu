@@ -52,8 +52,11 @@ __device__ __forceinline__ constexpr int col_nib(int col) {
 
 }  // namespace awqfmt
 
-template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF, int CHK, int KF>
-__global__ void __launch_bounds__(256, (WC * NT <= 2) ? 2 : 1)
+// W = 8 warps per block (256 threads), or 16 (512: WC * NT <= 2 with register loads, one block per SM; the two
+// halves of the block take the two halves of its K range, so a 64-column tile fills an SM without a K split
+// across blocks and its workspace round trip; run 11: that round trip cost 10-23% of the M = 16 time).
+template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF, int CHK, int KF, int W = 8>
+__global__ void __launch_bounds__(32 * W, (W == 8 && WC * NT <= 2) ? 2 : 1)
 w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
              const u32* __restrict__ qw,       // AWQ-like: [K, N/8]; GPTQ: [K/8, N]
              const u32* __restrict__ qz,       // [n_g, N/8]
@@ -65,6 +68,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 {
     static_assert(WC == 1 || WC == 2 || WC == 4, "WC is 1, 2 or 4");
     static_assert(WC * NT <= 4, "shared staging holds WC * NT <= 4");
+    static_assert(W == 8 || (W == 16 && WC * NT <= 2 && PF <= 2), "16 warps: WC * NT <= 2, register loads");
     constexpr bool GPTQ = (LAYOUT == AWQFMT_L_GPTQ);
     constexpr bool ASYNC = PF >= 3;  // cp.async pipeline of PF stages (else register prefetch depth PF)
     constexpr int STAGES = ASYNC ? PF : 1;
@@ -110,8 +114,12 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     // (blocks with consecutive blockIdx.x run together and read neighbouring columns of the same rows)
     {
     const int tile = blockIdx.x;
-    const int u_begin = blockIdx.y * units_per_split;
-    const int u_end = min(n_units, u_begin + units_per_split);
+    const int bu_begin = blockIdx.y * units_per_split;  // the block's units
+    const int bu_end = min(n_units, bu_begin + units_per_split);
+    // this warp's half of them (16 warps: warps 8-15 take the second half, in whole chunks of 1 << ch_log)
+    const int half_units = W == 16 ? ((units_per_split + (2 << ch_log) - 1) / (2 << ch_log)) << ch_log : 0;
+    const int u_begin = W == 16 ? min(bu_end, bu_begin + (warp >> 3) * half_units) : bu_begin;
+    const int u_end = W == 16 ? min(bu_end, u_begin + half_units) : bu_end;
     const int col0 = tile * BCOLS;
 
     float acc[TILES][NT][4];
@@ -529,11 +537,12 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         }
     };
 
-    // ---- main loop. Warp w takes chunks w, w + 8, w + 16, ... of CH = 1 << ch_log consecutive units (inside
-    // one group); unit i of the warp is unit_of(i). PF = 1, 2: the next one or two units' loads are in flight
+    // ---- main loop. Warp w takes chunks w, w + 8, w + 16, ... (w mod 8) of CH = 1 << ch_log consecutive units
+    // (inside one group) of its half; unit i of the warp is unit_of(i). PF = 1, 2: the next one or two units' loads are in flight
     // (registers) while one computes; PF >= 3: a cp.async pipeline of PF stages per warp.
     const int CH = 1 << ch_log;
-    auto unit_of = [&](int i) { return u_begin + ((warp + 8 * (i >> ch_log)) << ch_log) + (i & (CH - 1)); };
+    const int wq = W == 16 ? (warp & 7) : warp;  // the warp's place among the 8 of its half
+    auto unit_of = [&](int i) { return u_begin + ((wq + 8 * (i >> ch_log)) << ch_log) + (i & (CH - 1)); };
     auto step = [&](int i, int u, const Stage& st) {
         if constexpr (CHK) {
             accumulate(st);
@@ -631,34 +640,35 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     }
 
     // ---- block reduction: accumulators in fragment order (lane fastest: no bank conflicts, no atomics);
-    // warps 4-7 store, warps 0-3 add theirs, then the four slices are summed per output element.
+    // warps 4-7 store, the further quads of warps (8-11, 12-15) add theirs one quad at a time, warps 0-3 last;
+    // then the four slices are summed per output element.
     {
         float* mine = red + (warp & 3) * FRAG;
-        if (warp >= 4) {
+        auto put = [&](bool add) {
 #pragma unroll
             for (int ti = 0; ti < TILES; ++ti)
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-                    for (int j = 0; j < 4; ++j) mine[((ti * NT + nt) * 4 + j) * 32 + lane] = acc[ti][nt][j];
+                    for (int j = 0; j < 4; ++j) {
+                        float& slot = mine[((ti * NT + nt) * 4 + j) * 32 + lane];
+                        slot = add ? slot + acc[ti][nt][j] : acc[ti][nt][j];
+                    }
+        };
+#pragma unroll
+        for (int q = 1; q < W / 4; ++q) {
+            if (W == 8 ? warp >= 4 : (warp >> 2) == q) put(q > 1);
+            __syncthreads();
         }
-        __syncthreads();
-        if (warp < 4) {
-#pragma unroll
-            for (int ti = 0; ti < TILES; ++ti)
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                    for (int j = 0; j < 4; ++j) mine[((ti * NT + nt) * 4 + j) * 32 + lane] += acc[ti][nt][j];
-        }
+        if (warp < 4) put(true);
         __syncthreads();
     }
 
     const int ntok = min(TOK, M - tok0);
     const int ncol = min(BCOLS, N - col0);
-    const bool whole = (u_begin == 0 && u_end == n_units);  // this block alone covers the tile's K
+    const bool whole = (bu_begin == 0 && bu_end == n_units);  // this block alone covers the tile's K
     // output element (lt, lc) of the block -> its slot in fragment order
-    for (int i = tid; i < ntok * BCOLS; i += 256) {
+    for (int i = tid; i < ntok * BCOLS; i += 32 * W) {
         const int lt = i / BCOLS, lc = i - lt * BCOLS;
         if (lc >= ncol) continue;
         int ti, ab, rr;
@@ -685,14 +695,14 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         __syncthreads();
         const int ctr = blockIdx.z * gridDim.x + tile;
         if (tid == 0) {
-            const u32 done = (u32)(u_end - u_begin);
+            const u32 done = (u32)(bu_end - bu_begin);
             const u32 prev = atomicAdd(&counters[ctr], done);
             s_last = (prev + done == (u32)n_units);
         }
         __syncthreads();
         if (s_last) {
             __threadfence();
-            for (int i = tid; i < ntok * BCOLS; i += 256) {
+            for (int i = tid; i < ntok * BCOLS; i += 32 * W) {
                 const int lt = i / BCOLS, lc = i - lt * BCOLS;
                 if (lc < ncol) {
                     const size_t o = (size_t)(tok0 + lt) * N + col0 + lc;
@@ -745,4 +755,11 @@ AWQFMT_INST(2, 2, 2, 1, 0)
 AWQFMT_INST(3, 4, 1, 0, 1)
 AWQFMT_INST(3, 2, 2, 1, 0)
 AWQFMT_INST(3, 1, 4, 0, 1)
+#define AWQFMT_INST16(L, WC, NT, PF, CHK, KF)                                                                 \
+    template __global__ void w4a16_skinny<L, WC, NT, 0, 0, PF, CHK, KF, 16>(const u16*, const u32*, const u32*,    \
+        const u16*, u16*, float*, u32*, int, int, int, u32, u32, int, int);
+AWQFMT_INST16(0, 1, 2, 2, 0, 1)
+AWQFMT_INST16(0, 1, 2, 1, 1, 0)
+AWQFMT_INST16(3, 2, 1, 0, 0, 1)
+AWQFMT_INST16(2, 1, 1, 2, 1, 1)
 #endif

@@ -311,7 +311,7 @@ def _reference_check(module, x_host: np.ndarray, y_dev, cols: np.ndarray) -> flo
 
 def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[int] = DEFAULT_MS,
               group_size: int = 128, reps: int = 100, *, variants: Sequence[str] = tuple(VARIANTS),
-              torch_baseline: bool = True, seed: int = 0, copy_bandwidth: float | None = None, alternate: int = 3,
+              torch_baseline: bool = True, seed: int = 0, copy_bandwidth: float | None = None, alternate: int = 4,
               tune: bool = True, tune_reps: int = 30,
               progress: Callable[[str], None] | None = None) -> list[dict]:
     """Time every variant and cuBLAS fp16 for each (K, N) shape and M. Returns one dict per (K, N, M).
@@ -323,7 +323,7 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
     variants_rel_diff (largest difference of another variant's output from awq's), graph; for the skinny
     kernel <variant>_config (the configuration tune_skinny picked for that variant, each variant tuned on its
     own); for the dequantize + cuBLAS path dequant_ms and cublas_on_dequant_ms (its two parts, timed alone)
-    and, with alternate > 0, alternating: `alternate` rounds of baseline-then-ours timings whose medians become
+    and, with alternate > 0, alternating: `alternate` rounds of baseline and ours timings (ABBA order) whose medians become
     cublas_ms and awq_ms (at compute-bound sizes clocks drift by more than the margins being measured).
     """
     cp = _cp()
@@ -414,15 +414,23 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
             row["cublas_ms"] = min(t for t in (row["cublas_cupy_ms"], row["cublas_torch_ms"]) if t is not None)
             if row.get("method") == "dequant" and "awq" in variants and alternate > 0:
                 # compute-bound sizes drift with clocks and temperature by more than the margins measured here:
-                # time the baseline and ours in alternation and report the median of each
+                # time the baseline and ours in alternation, in ABBA order (baseline first in even rounds, ours
+                # first in odd ones, so that neither always runs on a GPU the other just heated), and report the
+                # median of each
                 ours_fns = [lambda p=p: gemm_packed("awq", p, x, group_size=group_size, out=y) for p in preps["awq"]]
                 base_r, ours_r = [], []
-                for _ in range(alternate):
+
+                def baseline_ms() -> float:
                     b = time_cupy(cublas_fns, reps)["ms"]
-                    if torch_fns is not None:
-                        b = min(b, time_torch(torch_fns, reps)["ms"])
-                    base_r.append(b)
-                    ours_r.append(time_cupy(ours_fns, reps)["ms"])
+                    return b if torch_fns is None else min(b, time_torch(torch_fns, reps)["ms"])
+
+                for i in range(alternate):
+                    if i % 2 == 0:
+                        base_r.append(baseline_ms())
+                        ours_r.append(time_cupy(ours_fns, reps)["ms"])
+                    else:
+                        ours_r.append(time_cupy(ours_fns, reps)["ms"])
+                        base_r.append(baseline_ms())
                 row["alternating"] = {"cublas_ms": base_r, "awq_ms": ours_r}
                 row["cublas_ms"] = statistics.median(base_r)
                 row["awq_ms"] = statistics.median(ours_r)

@@ -339,7 +339,9 @@ def candidate_configs(M: int) -> list[dict]:
     """Skinny-kernel configurations worth timing for M tokens: tile width wc, token tiles nt, pipeline pf,
     chk (1: zero/scale applied once per chunk of a group; 0: per unit, fewer registers), and the blocks to
     aim for as a multiple of the SM count ("splits" fixes the K splits instead). pf = 2 on AWQ-like words with
-    K % 32 == 0 keeps the weights two units ahead and the rest one (the split prefetch of run 10)."""
+    K % 32 == 0 keeps the weights two units ahead and the rest one (the split prefetch of run 10). warps = 16:
+    one 512-thread block per SM whose halves split the block's K range (run 11: no K split across blocks, and
+    its workspace round trip, where 64-column tiles about fill the GPU: 8192² and 28672x8192, M = 16)."""
     if M <= 8:
         return [{"wc": 2, "nt": 1, "pf": 0, "chk": 1}, {"wc": 1, "nt": 1, "pf": 2, "chk": 0},
                 {"wc": 2, "nt": 1, "pf": 4, "chk": 1},
@@ -347,6 +349,7 @@ def candidate_configs(M: int) -> list[dict]:
                 {"wc": 2, "nt": 1, "pf": 0, "chk": 0}, {"wc": 2, "nt": 1, "pf": 1, "chk": 0}]
     if M <= 16:
         return [{"wc": 1, "nt": 2, "pf": 1, "chk": 0}, {"wc": 1, "nt": 2, "pf": 2, "chk": 0},
+                {"wc": 1, "nt": 2, "pf": 1, "chk": 0, "warps": 16}, {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16},
                 {"wc": 2, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1},
                 {"wc": 1, "nt": 2, "pf": 3, "chk": 0}, {"wc": 1, "nt": 2, "pf": 3, "chk": 1},
                 {"wc": 2, "nt": 2, "pf": 3, "chk": 1, "sm_mult": 1}, {"wc": 1, "nt": 2, "pf": 0, "chk": 1}]
@@ -409,8 +412,10 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     if cfg.get("sm_mult") and not cfg.get("target_blocks"):
         cfg["target_blocks"] = int(cfg["sm_mult"] * _sm_count())
     wc, nt, pf, chk = int(cfg["wc"]), int(cfg["nt"]), int(cfg["pf"]), int(cfg.get("chk", 1))
-    if wc not in (1, 2, 4) or nt not in (1, 2, 4) or pf not in (0, 1, 2, 3, 4) or chk not in (0, 1):
-        raise GemmError(f"bad skinny config {cfg} (wc, nt in 1/2/4, pf in 0..4, chk 0/1)")
+    warps = int(cfg.get("warps", 8))
+    if wc not in (1, 2, 4) or nt not in (1, 2, 4) or pf not in (0, 1, 2, 3, 4) or chk not in (0, 1) \
+            or warps not in (8, 16):
+        raise GemmError(f"bad skinny config {cfg} (wc, nt in 1/2/4, pf in 0..4, chk 0/1, warps 8/16)")
     while wc > 1 and wc * nt > 4:
         wc //= 2
     K, N = p.K, p.N
@@ -424,8 +429,11 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
             pf -= 1  # the stages must fit in shared memory next to the reduction buffer
         if pf < 3:
             pf = 1
+    if wc * nt > 2 or pf > 2:
+        warps = 8  # 16-warp blocks: register loads and at most 2 tiles x tokens (the kernel's launch bounds)
+    threads = 32 * warps
     kf = int(K % 32 == 0)  # every unit lies inside K: the unit loop's loads drop their bounds tests
-    name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf},{chk},{kf}>"
+    name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf},{chk},{kf},{warps}>"
     kern = _kernel(_GEMM_SRC, name)
     dyn = 8 * pf * _stage_bytes(p.gptq, wc, nt) if pf >= 3 else 0
     if dyn > 48 * 1024:
@@ -437,12 +445,12 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     n_units = -(-K // 32)
     col_tiles = -(-N // (64 * wc))
     tok_tiles = -(-M // (8 * nt))
-    target = cfg.get("target_blocks") or _sm_count() * _blocks_per_sm(kern, smem=dyn)
+    target = cfg.get("target_blocks") or _sm_count() * _blocks_per_sm(kern, threads=threads, smem=dyn)
     # chunks of CH consecutive units share one zero/scale application; they must not cross a group
     upg = p.G // 32 if p.G % 32 == 0 else 0
     ch_log = 0 if not chk else 2 if (p.G == K or upg % 4 == 0) else 1 if upg % 2 == 0 else 0
     CH = 1 << ch_log
-    max_splits = -(-n_units // 8)  # at least one unit per warp
+    max_splits = -(-n_units // warps)  # at least one unit per warp
     if cfg.get("splits"):
         splits = max(1, min(int(cfg["splits"]), max_splits))
     else:
@@ -457,10 +465,11 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
             np.int32(ups), np.int32(ch_log))
     grid = (col_tiles, splits, tok_tiles)
     try:
-        kern(grid, (256,), args, shared_mem=dyn)
+        kern(grid, (threads,), args, shared_mem=dyn)
     except Exception as exc:
         raise GemmError(f"launching {name} failed: {exc}") from exc
-    return {"kernel": name, "grid": grid, "units_per_split": ups, "chunk_units": CH, "shared_mem": dyn}
+    return {"kernel": name, "grid": grid, "threads": threads, "units_per_split": ups, "chunk_units": CH,
+            "shared_mem": dyn}
 
 
 def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
@@ -539,7 +548,7 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
-    {wc, nt, pf, chk, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks}).
+    {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks}).
     method "gemv" takes 1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
     """
     cp = _cupy()

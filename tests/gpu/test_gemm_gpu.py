@@ -200,6 +200,22 @@ def test_skinny_configs(config, layout):
         run_case(layout, module, M, method="skinny", config=config, rng=rng, seed=seed)
 
 
+@pytest.mark.parametrize("config", [{"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16},
+                                    {"wc": 1, "nt": 2, "pf": 1, "chk": 1, "warps": 16, "target_blocks": 1},
+                                    {"wc": 2, "nt": 1, "pf": 0, "chk": 0, "warps": 16, "splits": 3},
+                                    {"wc": 1, "nt": 1, "pf": 2, "chk": 1, "warps": 16, "splits": 2}])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("K,G", [(2048, 128), (1000, -1), (96, 32)])
+def test_skinny_16_warps(config, layout, K, G):
+    """16-warp blocks (the two halves of a block's K range on warps 0-7 and 8-15): K splits across blocks or
+    none, K not a multiple of 32, and K = 96 (3 units: the second half gets one, most warps none)."""
+    rng, seed = _rng()
+    module = make_module(rng, K, 1024, G, layout=layout)
+    for M in (1, 16, 19):
+        _, info = run_case(layout, module, M, method="skinny", config=config, rng=rng, seed=seed)
+        assert info["threads"] == 512, info
+
+
 @pytest.mark.parametrize("M", [1, 16, 300])
 def test_logical_lop3_decoder(M):
     rng, seed = _rng()
