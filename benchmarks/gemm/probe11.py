@@ -10,6 +10,7 @@ Run on the GPU:  PYTHONPATH=. python3 benchmarks/gemm/probe11.py whatif|pair [..
           (CUDA events between all of them) against each timed alone, and cuBLAS vs ours in ABBA order
           (baseline, ours, ours, baseline, ...) so that neither always runs second.
   ab      one kernel file before (--old) and after a change (the working tree), alternating rounds.
+  wdata   cuBLAS fp16 at M = 4096 on weights of different values (random N(0,1), N(0,0.02), dequantized).
 Writes $OUT/probe11-<mode>.json when OUT is set; prints one line per measurement.
 """
 
@@ -24,6 +25,12 @@ import sys
 import numpy as np
 
 # name -> (text in w4a16_gemm.cu, replacement): the unit-dependent part of one load's offset made periodic.
+# GEMV_PATCHES: the same for w4a16_gemv.cu (--kind gemv).
+GEMV_PATCHES = {
+    # every block writes y directly: no split-K workspace atomics, fence, counter or conversion pass
+    "no_splitk": ("const bool whole = gridDim.y == 1;  // this block alone covers K", "const bool whole = true;"),
+    "half_rows": ("const int r_end = min(K, r_begin + rpt);", "const int r_end = min(K, r_begin + rpt / 2);"),
+}
 PATCHES = {
     "x_fixed": ("st.x[nt] = ldg_v4(x_t + (xo[nt] + (u32)(u << 5)));",
                 "st.x[nt] = ldg_v4(x_t + (xo[nt] + (u32)((u & 1) << 5)));"),
@@ -31,21 +38,21 @@ PATCHES = {
     "zs_fixed": ("const int g = group_of(u, gm, gmask);\n        ldg_words<WC>(qz_t",
                  "const int g = group_of(u & 1, gm, gmask);\n        ldg_words<WC>(qz_t"),
     # every block writes y directly: no split-K workspace atomics, fence, counter or conversion pass
-    "no_splitk": ("const bool whole = (u_begin == 0 && u_end == n_units);", "const bool whole = true;"),
+    "no_splitk": ("const bool whole = (bu_begin == 0 && bu_end == n_units);", "const bool whole = true;"),
     # each block does half its units (the slope of time over work; the counters never complete)
-    "half_units": ("const int u_end = min(n_units, u_begin + units_per_split);",
-                   "const int u_end = min(n_units, u_begin + units_per_split / 2);"),
+    "half_units": ("const int bu_end = min(n_units, bu_begin + units_per_split);",
+                   "const int bu_end = min(n_units, bu_begin + units_per_split / 2);"),
 }
 
 
-def _patched(names):
+def _patched(names, kind="skinny"):
     from awqfmt.gpu import gemm
 
-    fname = "w4a16_gemm.cu"
+    fname, table = ("w4a16_gemv.cu", GEMV_PATCHES) if kind == "gemv" else ("w4a16_gemm.cu", PATCHES)
     gemm._sources.pop(fname, None)
     text = gemm._source(fname)
     for name in names:
-        old, new = PATCHES[name]
+        old, new = table[name]
         if text.count(old) != 1:
             raise SystemExit(f"patch {name}: expected one match in {fname}, found {text.count(old)}")
         text = text.replace(old, new)
@@ -75,12 +82,12 @@ def mode_whatif(args, out):
         times = {"+".join(v) or "shipped": [] for v in variants}
         for _ in range(args.rounds):
             for v in variants:
-                _patched(v)
-                t = time_cupy([lambda p=p: gemm_packed("awq", p, x, group_size=128, out=y, method="skinny",
+                _patched(v, args.kind)
+                t = time_cupy([lambda p=p: gemm_packed("awq", p, x, group_size=128, out=y, method=args.kind,
                                                        config=cfg) for p in preps], args.reps)["ms"]
                 times["+".join(v) or "shipped"].append(t)
                 gemm._workspaces.clear()  # a patched kernel may leave the split-K workspace non-zero
-        _patched([])
+        _patched([], args.kind)
         base = statistics.median(times["shipped"])
         for name, ts in times.items():
             med = statistics.median(ts)
@@ -130,6 +137,48 @@ def mode_ab(args, out):
         gemm._sources.pop(fname, None)
         gemm._kernels.clear()
         del preps
+        cp.get_default_memory_pool().free_all_blocks()
+
+
+def mode_wdata(args, out):
+    """M = 4096: does cuBLAS fp16 speed depend on the weight values? x @ W with W random N(0, 1) (the bench
+    baseline), N(0, 0.02) (an LLM's scale), and the module's dequantized weights (what the dequantize path
+    multiplies), each as one copy and as copies rotated past L2; ABBA-ordered rounds, medians."""
+    import cupy as cp
+
+    from awqfmt.gpu.bench import device_info, make_module, prepared_copies, time_cupy
+    from awqfmt.gpu.gemm import dequantize_packed
+
+    l2 = device_info()["l2_bytes"] or (50 << 20)
+    rng = np.random.default_rng(14)
+    M = 4096
+    for shape in args.shapes.split(","):
+        K, N = (int(v) for v in shape.split("x"))
+        module = make_module(K, N, 128, rng)
+        x = cp.asarray(rng.standard_normal((M, K), dtype=np.float32).astype(np.float16))
+        y = cp.empty((M, N), cp.float16)
+        n_rot = max(2, min(8, -(-3 * l2 // (K * N * 2))))
+        deq = dequantize_packed("awq", prepared_copies(module, "awq", 0)[0], group_size=128)
+        kinds = {
+            "normal(0,1)": lambda: cp.random.standard_normal((K, N), dtype=cp.float32).astype(cp.float16),
+            "normal(0,0.02)": lambda: (0.02 * cp.random.standard_normal((K, N), dtype=cp.float32)).astype(cp.float16),
+            "dequantized": lambda: deq.copy(),
+        }
+        mats = {k: [f() for _ in range(n_rot)] for k, f in kinds.items()}
+        fns = {}
+        for k, Ws in mats.items():
+            fns[k + " 1 copy"] = [lambda W=Ws[0]: cp.matmul(x, W, out=y)]
+            fns[k + f" {n_rot} copies"] = [lambda W=W: cp.matmul(x, W, out=y) for W in Ws]
+        names = list(fns)
+        times = {n: [] for n in names}
+        for r in range(args.rounds):
+            for n in (names if r % 2 == 0 else names[::-1]):
+                times[n].append(time_cupy(fns[n], args.reps)["ms"])
+        for n in names:
+            med = statistics.median(times[n])
+            out.append({"K": K, "N": N, "M": M, "weights": n, "ms": med, "rounds": times[n]})
+            print(f"{K}x{N} M={M} W {n:26s} {med:.4f} ms", flush=True)
+        del mats, fns
         cp.get_default_memory_pool().free_all_blocks()
 
 
@@ -192,7 +241,7 @@ def mode_pair(args, out):
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["whatif", "pair", "ab"])
+    ap.add_argument("mode", choices=["whatif", "pair", "ab", "wdata"])
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--m", type=int, default=16)
@@ -202,11 +251,12 @@ def main() -> int:
     ap.add_argument("--all", action="store_true", help="also one variant with every patch")
     ap.add_argument("--file", default="w4a16_gemv.cu", help="ab: the kernel file compared")
     ap.add_argument("--old", help="ab: a copy of that file as it was before")
-    ap.add_argument("--kind", default="gemv", help="ab: gemm_packed method")
+    ap.add_argument("--kind", default=None, help="gemm_packed method (whatif: skinny, ab: gemv by default)")
     ap.add_argument("--cfgs", default='[{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 0, "waves": 1}]')
     args = ap.parse_args()
     out: list = []
-    {"whatif": mode_whatif, "pair": mode_pair, "ab": mode_ab}[args.mode](args, out)
+    args.kind = args.kind or ("gemv" if args.mode == "ab" else "skinny")
+    {"whatif": mode_whatif, "pair": mode_pair, "ab": mode_ab, "wdata": mode_wdata}[args.mode](args, out)
     if os.environ.get("OUT") and out:
         with open(os.path.join(os.environ["OUT"], f"probe11-{args.mode}.json"), "w") as f:
             json.dump(out, f, indent=1)
