@@ -23,28 +23,22 @@
 //             answer for any finite input, inf/NaN only where x holds them.
 //
 // Work split
-//   block   = CW = 32 words (256 columns) x RT = 8 * VW row-threads, 8 warps; or (narrow) CW = 4 or 8 words
-//             (32 or 64 columns) x RT = 16 * LR row-threads, 16 warps (see CW at the kernel).
-//   warp    = LC = CW / VW lanes across the block's words (VW consecutive words = 8 * VW columns each: CW = 32
-//             reads one 128-byte segment of a row per LC lanes with 16-, 8- or 4-byte loads, CW = 8 a
-//             32-byte one) x LR = 32 / LC lane rows.
+//   block   = 256 threads = 256 output columns (32 words) x RT = 8 * VW row-threads.
+//   warp    = LC = 32 / VW lanes across the 32 words (VW consecutive words = 8 * VW columns each: one
+//             128-byte segment of a row per LC lanes, 16-, 8- or 4-byte loads) x VW lane rows.
 //   thread  = 8 * VW columns x `rpt` consecutive rows (a multiple of FL); zeros/scales reloaded only when
 //             the group changes. PF = 1: the next batch's words and x are loaded before the current batch
 //             is computed (two register buffers that swap roles). KF (K % 8 == 0): no bounds tests and
 //             32-bit offsets from per-thread base pointers in the batch loop (run 10: -25% instructions).
-//   reduce  = lanes of a warp holding the same columns: butterfly shuffles; the warps: shared memory;
+//   reduce  = lanes of a warp holding the same columns: butterfly shuffles; the 8 warps: shared memory;
 //             K splits (gridDim.y > 1): fp32 workspace atomics, and the block that completes a column tile
 //             converts it to fp16 and zeroes it again (one launch; workspace and counters start and end
 //             zeroed, shared with the skinny kernel).
 
 #include "w4a16_common.cuh"
 
-// CW = 32 words (256 columns) per block of 8 warps, or CW = 4 / 8 words (32 / 64 columns) per block of 16 warps
-// (512 threads, one block per SM) whose many row-threads split the block's K range among themselves: at
-// N = 4096-8192 such narrow tiles fill the GPU without a K split across blocks, whose workspace round trip
-// (atomics, fence, counter, conversion pass) cost 9-18% of the M = 1 time (run 11e).
-template <int LAYOUT, int BF16, int ZOFF, int MT, int VW, int FL, int PF, int KF, int CW = 32>
-__global__ void __launch_bounds__(CW == 32 ? 256 : 512, (CW == 32 && VW != 4) ? 2 : 1)
+template <int LAYOUT, int BF16, int ZOFF, int MT, int VW, int FL, int PF, int KF>
+__global__ void __launch_bounds__(256, (VW == 4) ? 1 : 2)
 w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
            const u32* __restrict__ qw,       // AWQ-like: [K, N/8]; GPTQ: [K/8, N]
            const u32* __restrict__ qz,       // [n_g, N/8]
@@ -58,25 +52,22 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     static_assert(FL == 2 || FL == 4 || FL == 8, "FL is 2, 4 or 8 rows per batch");
     static_assert(MT >= 1 && MT <= 4, "1 to 4 tokens");
     static_assert(PF == 0 || PF == 1, "PF is 0 or 1");
-    static_assert(CW == 32 || ((CW == 4 || CW == 8) && VW <= 2 && VW <= CW), "CW is 32, or 4 / 8 with VW <= 2");
     constexpr bool GPTQ = (LAYOUT == AWQFMT_L_GPTQ);
     static_assert(!GPTQ || FL == 8, "a GPTQ batch is one packed word row (8 k)");
-    constexpr int W = CW == 32 ? 8 : 16;  // warps per block
-    constexpr int LC = CW / VW;     // lanes across the block's CW words
-    constexpr int LR = 32 / LC;     // lane rows per warp
+    constexpr int LC = 32 / VW;     // lanes across the block's 32 words
     constexpr int COLS = 8 * VW;    // columns per thread
-    constexpr int RT = W * LR;      // row-threads per block
+    constexpr int RT = 8 * VW;      // row-threads per block
     constexpr int NWB = FL * VW;    // words of one batch (GPTQ: 8 words of 8 k per group of 8 columns)
 
-    __shared__ float red[W][MT][8 * CW];
+    __shared__ float red[8][MT][256];
     __shared__ int s_last;
 
     const int tid = threadIdx.x;
     const int lane = tid & 31, warp = tid >> 5;
     const int lc = lane % LC, lr = lane / LC;
-    const int rt = warp * LR + lr;
+    const int rt = warp * VW + lr;
     const int NW = N >> 3;
-    const int w0 = blockIdx.x * CW + lc * VW;  // first word (group of 8 columns) of this thread
+    const int w0 = blockIdx.x * 32 + lc * VW;  // first word (group of 8 columns) of this thread
     const bool cols_ok = w0 < NW;              // the host makes VW divide N / 8: all VW words in or out
     const int r_begin = blockIdx.y * (RT * rpt) + rt * rpt;
     const int r_end = min(K, r_begin + rpt);
@@ -190,36 +181,35 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
         }
     };
 
-    // fp32 products: the overflow fallback
-    auto compute_exact = [&](const Batch& B) {
+    // exact = false: fp16 products summed over the batch (fast); true: fp32 products (the overflow fallback)
+    auto compute = [&](const Batch& B, auto exact) {
+        if constexpr (decltype(exact)::value) {
 #pragma unroll
-        for (int i = 0; i < FL; ++i) {
-            float xf[MT];
+            for (int i = 0; i < FL; ++i) {
+                float xf[MT];
 #pragma unroll
-            for (int t = 0; t < MT; ++t) {
-                const u32 xv = B.x[t][i >> 1];
-                xf[t] = (i & 1) ? h2f_hi(xv) : h2f_lo(xv);
-            }
+                for (int t = 0; t < MT; ++t) {
+                    const u32 xv = B.x[t][i >> 1];
+                    xf[t] = (i & 1) ? h2f_hi(xv) : h2f_lo(xv);
+                }
 #pragma unroll
-            for (int v = 0; v < VW; ++v) {
-                u32 d[4];
-                decode_row(B, i, v, d);
+                for (int v = 0; v < VW; ++v) {
+                    u32 d[4];
+                    decode_row(B, i, v, d);
 #pragma unroll
-                for (int p = 0; p < 4; ++p) {
-                    const u32 qmz = hsub2(d[p], zc[v][p]);  // small integers: exact in fp16 and fp32
-                    const int j = 8 * v + 2 * p;
+                    for (int p = 0; p < 4; ++p) {
+                        const u32 qmz = hsub2(d[p], zc[v][p]);  // small integers: exact in fp16 and fp32
+                        const int j = 8 * v + 2 * p;
 #pragma unroll
-                    for (int t = 0; t < MT; ++t) {
-                        acc[t][j] += s[j] * (h2f_lo(qmz) * xf[t]);
-                        acc[t][j + 1] += s[j + 1] * (h2f_hi(qmz) * xf[t]);
+                        for (int t = 0; t < MT; ++t) {
+                            acc[t][j] += s[j] * (h2f_lo(qmz) * xf[t]);
+                            acc[t][j + 1] += s[j + 1] * (h2f_hi(qmz) * xf[t]);
+                        }
                     }
                 }
             }
+            return;
         }
-    };
-
-    // fp16 products summed over the batch, then widened
-    auto compute = [&](const Batch& B) {
         u32 h[MT][VW][4];
 #pragma unroll
         for (int t = 0; t < MT; ++t)
@@ -268,8 +258,7 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
                 load_group(g);
                 gcur = g;
             }
-            if constexpr (decltype(exact)::value) compute_exact(B);
-            else compute(B);
+            compute(B, exact);
         };
         const awqfmt::flag<false> fast;
         if constexpr (PF) {
@@ -306,14 +295,14 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
         }
     }
 
-    // ---- reduction: lanes holding the same columns (lane ^ 16, lane ^ 8, ... down to LC), then the warps
+    // ---- reduction: lanes holding the same columns (lane ^ 16, lane ^ 8), then the 8 warps
 #pragma unroll
     for (int t = 0; t < MT; ++t)
 #pragma unroll
         for (int j = 0; j < COLS; ++j) {
             float v = acc[t][j];
-#pragma unroll
-            for (int m = 16; m >= LC; m >>= 1) v = shfl_xor_add(v, m);
+            if constexpr (VW >= 2) v = shfl_xor_add(v, 16);
+            if constexpr (VW == 4) v = shfl_xor_add(v, 8);
             acc[t][j] = v;
         }
     if (lr == 0) {
@@ -324,15 +313,14 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     }
     __syncthreads();
 
-    const int col = blockIdx.x * (8 * CW) + tid;  // threads 0 .. 8 CW - 1: one output column each
-    const bool col_thread = CW == 32 || tid < 8 * CW;
+    const int col = blockIdx.x * 256 + tid;
     const bool whole = gridDim.y == 1;  // this block alone covers K
 #pragma unroll
     for (int t = 0; t < MT; ++t) {
         float v = 0.f;
 #pragma unroll
-        for (int w = 0; w < W; ++w) v += col_thread ? red[w][t][tid] : 0.f;
-        if (col_thread && col < N && t < M) {
+        for (int w = 0; w < 8; ++w) v += red[w][t][tid];
+        if (col < N && t < M) {
             const size_t o = (size_t)t * N + col;
             if (whole) y[o] = f2h(v);
             else atomicAdd(&ws[o], v);
@@ -348,7 +336,7 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
         __syncthreads();
         if (s_last) {
             __threadfence();
-            if (col_thread && col < N) {
+            if (col < N) {
 #pragma unroll
                 for (int t = 0; t < MT; ++t) {
                     if (t < M) {
@@ -384,14 +372,6 @@ AWQFMT_GEMV_INST(2, 0, 0, 3, 2, 8, 1, 1)
 AWQFMT_GEMV_INST(2, 0, 0, 3, 2, 8, 1, 0)
 AWQFMT_GEMV_INST(3, 0, 1, 1, 2, 8, 1, 1)
 AWQFMT_GEMV_INST(3, 0, 1, 1, 2, 8, 1, 0)
-#define AWQFMT_GEMV_NARROW(L, MT, VW, PF, KF, CW)                                                               \
-    template __global__ void w4a16_gemv<L, 0, 0, MT, VW, 8, PF, KF, CW>(const u16*, const u32*, const u32*,     \
-                                                                        const u16*, u16*, float*, u32*, int, int, \
-                                                                        int, u32, u32, int);
-AWQFMT_GEMV_NARROW(0, 1, 2, 1, 1, 8)
-AWQFMT_GEMV_NARROW(0, 1, 1, 0, 1, 4)
-AWQFMT_GEMV_NARROW(3, 1, 2, 1, 1, 8)
-AWQFMT_GEMV_NARROW(2, 4, 1, 1, 0, 8)
 AWQFMT_GEMV_INST(3, 1, 0, 4, 4, 8, 0, 1)
 AWQFMT_GEMV_INST(3, 1, 0, 4, 4, 8, 0, 0)
 #endif

@@ -320,12 +320,8 @@ def gemv_key(p: "_Prepared", M: int) -> tuple:
 
 def gemv_candidate_configs(M: int) -> list[dict]:
     """GEMV configurations worth timing: vw words (8 * vw columns) per thread and row, fl rows per fp16
-    batch, pf 0/1 (next batch loaded before the current one is computed), waves of resident blocks, cw words
-    per block (32 = 256 columns, 8 warps; 4 or 8 = 32 or 64 columns, 16 warps splitting K inside the block:
-    at N = 4096-8192 no K split across blocks and no workspace round trip, run 11)."""
+    batch, pf 0/1 (next batch loaded before the current one is computed), waves of resident blocks."""
     return [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 0, "waves": 1},
-            {"vw": 2, "fl": 8, "pf": 1, "cw": 8}, {"vw": 2, "fl": 8, "pf": 0, "cw": 8},
-            {"vw": 2, "fl": 8, "pf": 1, "cw": 4}, {"vw": 1, "fl": 8, "pf": 1, "cw": 4},
             {"vw": 2, "fl": 8, "pf": 1, "waves": 4},
             {"vw": 1, "fl": 8, "pf": 1, "waves": 1}, {"vw": 1, "fl": 8, "pf": 0, "waves": 2},
             {"vw": 2, "fl": 4, "pf": 1, "waves": 2}, {"vw": 4, "fl": 4, "pf": 0, "waves": 1}]
@@ -482,12 +478,9 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
         config = TUNED_GEMV.get(gemv_key(p, M))
     if config:
         cfg.update(config)
-    vw, fl, pf, cw = int(cfg["vw"]), int(cfg["fl"]), int(cfg["pf"]), int(cfg.get("cw", 32))
-    if vw not in (1, 2, 4) or fl not in (2, 4, 8) or pf not in (0, 1) or cw not in (4, 8, 32) \
-            or not 1 <= M <= GEMV_MAX_M:
-        raise GemmError(f"bad gemv config {cfg} or M={M} (vw 1/2/4, fl 2/4/8, pf 0/1, cw 4/8/32, M 1..{GEMV_MAX_M})")
-    if cw < 32:
-        vw = min(vw, 2, cw)  # narrow blocks: 16 warps of at most 128 registers
+    vw, fl, pf = int(cfg["vw"]), int(cfg["fl"]), int(cfg["pf"])
+    if vw not in (1, 2, 4) or fl not in (2, 4, 8) or pf not in (0, 1) or not 1 <= M <= GEMV_MAX_M:
+        raise GemmError(f"bad gemv config {cfg} or M={M} (vw 1/2/4, fl 2/4/8, pf 0/1, M 1..{GEMV_MAX_M})")
     if p.gptq:
         fl = 8  # a GPTQ batch is one packed word row
     K, N = p.K, p.N
@@ -495,14 +488,13 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     while vw > 1 and ((N // 8) % vw or p.qw.data.ptr % (4 * vw) or p.qz.data.ptr % (4 * vw)):
         vw //= 2
     kf = int(K % 8 == 0)  # every batch lies inside K: the loads drop their bounds tests
-    name = f"w4a16_gemv<{p.code},{int(p.bf16)},{p.zoff},{M},{vw},{fl},{pf},{kf},{cw}>"
+    name = f"w4a16_gemv<{p.code},{int(p.bf16)},{p.zoff},{M},{vw},{fl},{pf},{kf}>"
     kern = _kernel(_GEMV_SRC, name)
-    threads = 256 if cw == 32 else 512
-    col_tiles = -(-N // (8 * cw))
-    rt = 8 * vw if cw == 32 else 16 * (32 // (cw // vw))  # row-threads per block: warps x lane rows
+    col_tiles = -(-N // 256)
+    rt = 8 * vw  # row-threads per block
     rpt = int(cfg.get("rpt") or 0)
     if rpt <= 0:
-        target = cfg.get("target_blocks") or float(cfg.get("waves", 1)) * _sm_count() * _blocks_per_sm(kern, threads)
+        target = cfg.get("target_blocks") or float(cfg.get("waves", 1)) * _sm_count() * _blocks_per_sm(kern)
         splits = max(1, int(round(target / col_tiles)))
         rpt = -(-K // (splits * rt))
     rpt = -(-rpt // fl) * fl  # whole batches: every batch starts at a multiple of fl, inside one group
@@ -514,8 +506,8 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
             np.int32(rpt))
     grid = (col_tiles, splits, 1)
-    _launch(kern, grid, (threads,), args, name)
-    return {"kernel": name, "grid": grid, "threads": threads, "rows_per_thread": rpt}
+    _launch(kern, grid, (256,), args, name)
+    return {"kernel": name, "grid": grid, "rows_per_thread": rpt}
 
 
 def _run_dequant(p: _Prepared, W) -> str:
@@ -556,7 +548,7 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
-    {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, cw, rpt, target_blocks}).
+    {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks}).
     method "gemv" takes 1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
     """
     cp = _cupy()
