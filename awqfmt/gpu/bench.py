@@ -311,7 +311,7 @@ def _reference_check(module, x_host: np.ndarray, y_dev, cols: np.ndarray) -> flo
 
 def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[int] = DEFAULT_MS,
               group_size: int = 128, reps: int = 100, *, variants: Sequence[str] = tuple(VARIANTS),
-              torch_baseline: bool = True, seed: int = 0, copy_bandwidth: float | None = None, alternate: int = 4,
+              torch_baseline: bool = True, seed: int = 0, copy_bandwidth: float | None = None, alternate: int = 6,
               tune: bool = True, tune_reps: int = 30,
               progress: Callable[[str], None] | None = None) -> list[dict]:
     """Time every variant and cuBLAS fp16 for each (K, N) shape and M. Returns one dict per (K, N, M).

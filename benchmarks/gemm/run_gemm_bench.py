@@ -46,7 +46,7 @@ def write_markdown(path: Path, doc: dict) -> None:
              "cuBLAS fp16 = the faster of `cupy.matmul` (timed before and after our kernels, faster kept) and "
              "`torch.matmul` on a random fp16 [K, N] matrix, in the same run. Rows on the dequantize + cuBLAS "
              "path (M >= 256, compute-bound, where clocks and temperature drift by more than the margins measured) "
-             "are then timed in 4 alternating rounds in ABBA order (baseline first, then ours first, ...: neither "
+             "are then timed in 6 alternating rounds in ABBA order (baseline first, then ours first, ...: neither "
              "always runs on a GPU the other just heated), and the two medians are reported "
              "(`alternating` in results.json holds every round). Small-M kernels: "
              "each layout tuned on its own (`tune_small`: the skinny kernel's candidates, and for M <= 4 the GEMV's, "
