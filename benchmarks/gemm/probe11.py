@@ -60,11 +60,26 @@ def _patched(names, kind="skinny"):
     gemm._kernels.clear()
 
 
+def _case(shape: str, m: int, rng, l2: int, reps: int):
+    """A K x N AWQ module with weight copies rotated past L2, random x [m, K], an output buffer, and cuBLAS
+    fp16's time for the same product (torch, graph-timed)."""
+    import cupy as cp
+
+    from awqfmt.gpu.bench import make_module, prepared_copies, torch_matmul_ms
+
+    K, N = (int(v) for v in shape.split("x"))
+    module = make_module(K, N, 128, rng)
+    preps = prepared_copies(module, "awq", l2)
+    x = cp.asarray(rng.standard_normal((m, K), dtype=np.float32).astype(np.float16))
+    y = cp.empty((m, N), cp.float16)
+    return K, N, preps, x, y, torch_matmul_ms(x, N, reps, l2)
+
+
 def mode_whatif(args, out):
     import cupy as cp
 
     from awqfmt.gpu import gemm
-    from awqfmt.gpu.bench import device_info, make_module, prepared_copies, time_cupy, torch_matmul_ms
+    from awqfmt.gpu.bench import device_info, time_cupy
     from awqfmt.gpu.gemm import gemm_packed
 
     l2 = device_info()["l2_bytes"] or (50 << 20)
@@ -72,12 +87,7 @@ def mode_whatif(args, out):
     variants = [[]] + [[p] for p in args.patches.split(",") if p] + ([args.patches.split(",")]
                                                                       if args.all else [])
     for shape in args.shapes.split(","):
-        K, N = (int(v) for v in shape.split("x"))
-        module = make_module(K, N, 128, rng)
-        preps = prepared_copies(module, "awq", l2)
-        x = cp.asarray(rng.standard_normal((args.m, K), dtype=np.float32).astype(np.float16))
-        y = cp.empty((args.m, N), cp.float16)
-        cub = torch_matmul_ms(x, N, args.reps, l2)
+        K, N, preps, x, y, cub = _case(shape, args.m, rng, l2, args.reps)
         cfg = json.loads(args.cfg)
         times = {"+".join(v) or "shipped": [] for v in variants}
         for _ in range(args.rounds):
@@ -106,7 +116,7 @@ def mode_ab(args, out):
     import cupy as cp
 
     from awqfmt.gpu import gemm
-    from awqfmt.gpu.bench import device_info, make_module, prepared_copies, time_cupy, torch_matmul_ms
+    from awqfmt.gpu.bench import device_info, time_cupy
 
     l2 = device_info()["l2_bytes"] or (50 << 20)
     rng = np.random.default_rng(13)
@@ -114,12 +124,7 @@ def mode_ab(args, out):
     texts = {"old": open(args.old).read(), "new": (gemm.kernels_dir() / fname).read_text()}
     common = (gemm.kernels_dir() / "w4a16_common.cuh").read_text()
     for shape in args.shapes.split(","):
-        K, N = (int(v) for v in shape.split("x"))
-        module = make_module(K, N, 128, rng)
-        preps = prepared_copies(module, "awq", l2)
-        x = cp.asarray(rng.standard_normal((args.m, K), dtype=np.float32).astype(np.float16))
-        y = cp.empty((args.m, N), cp.float16)
-        cub = torch_matmul_ms(x, N, args.reps, l2)
+        K, N, preps, x, y, cub = _case(shape, args.m, rng, l2, args.reps)
         for cfg in json.loads(args.cfgs):
             times = {"old": [], "new": []}
             for _ in range(args.rounds):
