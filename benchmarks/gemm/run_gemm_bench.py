@@ -129,8 +129,9 @@ def write_markdown(path: Path, doc: dict) -> None:
     if cfgs:
         L.append("Skinny-kernel configuration chosen for AWQ (wc: 8*wc columns per thread, nt: 8*nt tokens per "
                  "block, pf: 0-2 register prefetch depth, 3-4 cp.async stages, chk: 1 = zero/scale applied once per "
-                 "chunk of a group, 0 = per 32-k unit): " +
-                 "; ".join(f"{k}x{n} M={m}: wc={c['wc']} nt={c['nt']} pf={c['pf']} chk={c.get('chk', 1)}"
+                 "chunk of a group, 0 = per 32-k unit, warps: 8 per block, or 16 splitting the block's K range): " +
+                 "; ".join(f"{k}x{n} M={m}: wc={c['wc']} nt={c['nt']} pf={c['pf']} chk={c.get('chk', 1)} "
+                           f"warps={c.get('warps', 8)}"
                            + (f" x{c['sm_mult']} SMs" if c.get('sm_mult') else "") for k, n, m, c in cfgs) + ".\n")
 
     def ratios(rs, v, meth):
