@@ -1,6 +1,7 @@
 """Run 11h: the outlier input of tests/gpu/test_gemm_gpu.py::test_activation_outliers through the GEMV as it was
 before the fp32 fallback (commit c288579^) and as it is now: the old one must give non-finite outputs (the test can
-fail), the new one the reference."""
+fail), the new one the reference. Needs the old source beside this script (not committed: it is that commit's file):
+    git show c288579^:kernels/w4a16_gemv.cu > benchmarks/gemm/run11/pre_fallback_w4a16_gemv.cu"""
 import numpy as np
 import cupy as cp
 
