@@ -266,3 +266,5 @@ def test_errors_are_clear():
         gemm_packed("awq", tensors, np.zeros((GEMV_MAX_M + 1, 256), np.float16), group_size=32, method="gemv")
     with pytest.raises(GemmError):
         gemm_packed("awq", tensors, x, group_size=32, method="gemv", config={"vw": 3})
+    with pytest.raises(GemmError, match=r"bad skinny config .*warps 8/16"):
+        gemm_packed("awq", tensors, x, group_size=32, method="skinny", config={"wc": 1, "nt": 2, "pf": 1, "warps": 12})
