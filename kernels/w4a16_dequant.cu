@@ -18,24 +18,19 @@ __device__ __forceinline__ u32 apply_scale(u32 qz_diff, u32 s2) {
 
 // AWQ-like layouts (LAYOUT 0, 1, 2): one thread per word column x 16 rows -> sixteen 16-byte stores.
 // GPTQ (LAYOUT 3): one thread per 8 columns x one packed word row (8 k) -> eight 16-byte stores.
-//
-// Column range: word columns [n0w, n0w + nwc) of the module (8 columns each) go to W[K, 8 * nwc], row pitch
-// 8 * nwc. The whole matrix is n0w = 0, nwc = N / 8; a slice of columns lets the large-M path dequantize
-// one L2-sized piece of W right before the GEMM that reads it (gemm.py: `chunk_cols`).
 template <int LAYOUT, int BF16, int ZOFF, int GIDX>
 __global__ void __launch_bounds__(256)
 w4_dequant(const u32* __restrict__ qw, const u32* __restrict__ qz, const u16* __restrict__ sc,
-           const int* __restrict__ gidx, u16* __restrict__ W, int K, int N, int G, int n0w, int nwc)
+           const int* __restrict__ gidx, u16* __restrict__ W, int K, int N, int G)
 {
     const int NW = N >> 3;
-    const size_t ldw = 8 * (size_t)nwc;
     const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (LAYOUT != AWQFMT_L_GPTQ) {
         // one thread: word column wc of rows 16 kb .. 16 kb + 15 (zeros and scales reloaded only when the
         // group changes), one 16-byte store per row
         const int KB = (K + 15) >> 4;
-        if (idx >= (long long)KB * nwc) return;
-        const int kb = (int)(idx / nwc), wl = (int)(idx - (long long)kb * nwc), wc = n0w + wl;
+        if (idx >= (long long)KB * NW) return;
+        const int kb = (int)(idx / NW), wc = (int)(idx - (long long)kb * NW);
         int g_prev = -1;
         u32 z[4];
         uint4 s;
@@ -58,14 +53,14 @@ w4_dequant(const u32* __restrict__ qw, const u32* __restrict__ qz, const u16* __
             }
             u32 h[4];
             dec_npair<LAYOUT>(words[i], h);
-            st_v4(W + (size_t)k * ldw + 8 * wl,
+            st_v4(W + (size_t)k * N + 8 * wc,
                   apply_scale<BF16>(hsub2(h[0], z[0]), s.x), apply_scale<BF16>(hsub2(h[1], z[1]), s.y),
                   apply_scale<BF16>(hsub2(h[2], z[2]), s.z), apply_scale<BF16>(hsub2(h[3], z[3]), s.w));
         }
     } else {
         const int KW = K >> 3;
-        if (idx >= (long long)KW * nwc) return;
-        const int kw = (int)(idx / nwc), nl = (int)(idx - (long long)kw * nwc), nb = n0w + nl;
+        if (idx >= (long long)KW * NW) return;
+        const int kw = (int)(idx / NW), nb = (int)(idx - (long long)kw * NW);
         const uint4 wa = ldg_stream_v4(qw + (size_t)kw * N + 8 * nb);
         const uint4 wb = ldg_stream_v4(qw + (size_t)kw * N + 8 * nb + 4);
         const u32 wv[8] = {wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w};
@@ -99,7 +94,7 @@ w4_dequant(const u32* __restrict__ qw, const u32* __restrict__ qz, const u16* __
                 const u32 h = lop3_and_or(src >> (4 * (i & 3)), 0x000F000Fu, AWQFMT_MAGIC);
                 o[p] = apply_scale<BF16>(hsub2(h, z[p]), sv[p]);
             }
-            st_v4(W + (size_t)k * ldw + 8 * nl, o[0], o[1], o[2], o[3]);
+            st_v4(W + (size_t)k * N + 8 * nb, o[0], o[1], o[2], o[3]);
         }
     }
 }
@@ -107,7 +102,7 @@ w4_dequant(const u32* __restrict__ qw, const u32* __restrict__ qz, const u16* __
 #ifdef AWQFMT_INSTANTIATE_ALL
 #define AWQFMT_DQ_INST(L, BF, Z, GI)                                                                      \
     template __global__ void w4_dequant<L, BF, Z, GI>(const u32*, const u32*, const u16*, const int*, u16*, \
-                                                      int, int, int, int, int);
+                                                      int, int, int);
 AWQFMT_DQ_INST(0, 0, 0, 0)
 AWQFMT_DQ_INST(0, 1, 0, 0)
 AWQFMT_DQ_INST(1, 0, 0, 0)

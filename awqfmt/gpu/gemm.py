@@ -510,68 +510,15 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     return {"kernel": name, "grid": grid, "rows_per_thread": rpt}
 
 
-def _run_dequant(p: _Prepared, W, n0: int = 0, ncols: int | None = None) -> str:
-    """Columns [n0, n0 + ncols) of the module (multiples of 8; default all) -> W [K, ncols], C-contiguous."""
+def _run_dequant(p: _Prepared, W) -> str:
     code = p.code
-    ncols = p.N - n0 if ncols is None else ncols
     name = f"w4_dequant<{code},{int(p.bf16)},{p.zoff},{int(p.g_idx is not None)}>"
     kern = _kernel(_DEQUANT_SRC, name)
-    nwc = ncols // 8
-    total = (p.K // 8) * nwc if p.gptq else -(-p.K // 16) * nwc
+    total = (p.K // 8) * (p.N // 8) if p.gptq else -(-p.K // 16) * (p.N // 8)
     gidx = p.g_idx if p.g_idx is not None else p.qw  # never read without GIDX
-    args = (p.qw, p.qz, p.sc, gidx, W, np.int32(p.K), np.int32(p.N), np.int32(p.G), np.int32(n0 // 8),
-            np.int32(nwc))
+    args = (p.qw, p.qz, p.sc, gidx, W, np.int32(p.K), np.int32(p.N), np.int32(p.G))
     _launch(kern, (-(-total // 256),), (256,), args, name)
     return name
-
-
-def _gemm_f16(x, W, y, n0: int) -> None:
-    """y[:, n0 : n0 + W.shape[1]] = x @ W with cuBLAS (fp16 in and out, fp32 accumulation), written in place
-    into the row-major y [M, N] (row pitch N): cupy.matmul would compute a column slice into a temporary and
-    copy it. Row-major y = x W is column-major y^T = W^T x^T: m = ncols, n = M, k = K, no transposes."""
-    cp = _cupy()
-    from cupy_backends.cuda.libs import cublas
-
-    M, K = x.shape
-    ncols = W.shape[1]
-    handle = cp.cuda.device.get_cublas_handle()
-    cublas.setStream(handle, cp.cuda.get_current_stream().ptr)
-    one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
-    cublas.gemmEx(handle, cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_N, ncols, M, K,
-                  one.ctypes.data, W.data.ptr, cp.cuda.runtime.CUDA_R_16F, ncols,
-                  x.data.ptr, cp.cuda.runtime.CUDA_R_16F, K,
-                  zero.ctypes.data, y.data.ptr + 2 * n0, cp.cuda.runtime.CUDA_R_16F, y.shape[1],
-                  cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_GEMM_DEFAULT_TENSOR_OP)
-
-
-def dequant_chunk_cols(p: "_Prepared", M: int) -> int:
-    """Columns per dequantize + GEMM step on the large-M path (N itself: one step)."""
-    return p.N
-
-
-def _run_dequant_matmul(p: _Prepared, xd, y, config: dict | None) -> dict:
-    """Large M: dequantize W to fp16, then cuBLAS. With chunk_cols < N, W is made and multiplied one slice
-    of columns at a time, each slice small enough to still sit in L2 when its GEMM reads it."""
-    nc = int((config or {}).get("chunk_cols") or dequant_chunk_cols(p, int(xd.shape[0])))
-    nc = max(8, min(p.N, nc // 8 * 8))
-    if nc >= p.N:
-        W = _dequant_buffer(p.K * p.N).reshape(p.K, p.N)
-        name = _run_dequant(p, W)
-        try:
-            _cupy().matmul(xd, W, out=y)
-        except Exception as exc:
-            raise GemmError(f"cupy.matmul failed: {exc}") from exc
-        return {"kernel": name + " + cupy.matmul"}
-    buf = _dequant_buffer(p.K * nc)
-    for n0 in range(0, p.N, nc):
-        cols = min(nc, p.N - n0)
-        W = buf[: p.K * cols].reshape(p.K, cols)
-        name = _run_dequant(p, W, n0, cols)
-        try:
-            _gemm_f16(xd, W, y, n0)
-        except Exception as exc:
-            raise GemmError(f"cuBLAS gemmEx failed: {exc}") from exc
-    return {"kernel": name + " + cublasGemmEx", "chunk_cols": nc}
 
 
 def dequantize_packed(layout_name: str, tensors: Mapping[str, Any], *, bits: int = 4, group_size: int,
@@ -601,8 +548,7 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
-    {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks};
-    dequant: {chunk_cols}: W made and multiplied this many columns at a time).
+    {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks}).
     method "gemv" takes 1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
     """
     cp = _cupy()
@@ -636,7 +582,12 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
             raise GemmUnsupported("the skinny kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
         ran = _run_skinny(p, xd, y, M, config)
     elif method == "dequant":
-        ran = _run_dequant_matmul(p, xd, y, config)
+        W = _dequant_buffer(p.K * p.N).reshape(p.K, p.N)
+        ran = {"kernel": _run_dequant(p, W) + " + cupy.matmul"}
+        try:
+            cp.matmul(xd, W, out=y)
+        except Exception as exc:
+            raise GemmError(f"cupy.matmul failed: {exc}") from exc
     else:
         raise GemmError(f"unknown method {method!r} (auto, gemv, skinny, dequant)")
     _check(check)

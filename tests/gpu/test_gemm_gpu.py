@@ -150,24 +150,6 @@ def test_act_order(layout, G, M):
     assert info["method"] == "dequant"
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("chunk_cols", [8, 64, 96, 256, 100000])
-@pytest.mark.parametrize("act_order", [False, True])
-def test_dequant_in_column_slices(layout, chunk_cols, act_order):
-    """The large-M path made and multiplied slice by slice of columns (the last slice partial: N = 264 is
-    33 words), each slice's GEMM writing its columns of y in place; 100000 >= N is the one-piece path."""
-    if act_order and not layout.startswith("gptq"):
-        pytest.skip("act-order is GPTQ only")
-    rng, seed = _rng()
-    module = make_module(rng, 512, 264, 128, layout=layout, act_order=act_order)
-    for M in (1, 37, 300):
-        _, info = run_case(layout, module, M, method="dequant", config={"chunk_cols": chunk_cols}, rng=rng,
-                           seed=seed)
-        sliced = chunk_cols < module.N
-        assert info.get("chunk_cols") == (chunk_cols if sliced else None), info
-        assert info["kernel"].endswith("cublasGemmEx" if sliced else "cupy.matmul"), info
-
-
 @pytest.mark.parametrize("layout,K", [("awq", 100), ("logical", 100), ("awq", 72), ("logical", 8), ("gptq", 104),
                                       ("gptq-v2", 8)])
 @pytest.mark.parametrize("method", ["gemv", "skinny", "dequant"])

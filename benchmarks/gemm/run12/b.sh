@@ -1,0 +1,3 @@
+# Run 12b: M = 16 with zero/scale once per chunk (chk=1) in 8- and 16-warp blocks against the shipped choice.
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 || exit
+timeout 200 python3 benchmarks/gemm/probe12.py cfgs --kind skinny --m 16 --shapes 4096x4096,8192x8192,28672x8192 --reps 50 --rounds 4 --cfgs '[{"wc":1,"nt":2,"pf":2,"chk":0,"warps":16},{"wc":1,"nt":2,"pf":0,"chk":1,"warps":16},{"wc":1,"nt":2,"pf":1,"chk":1,"warps":16},{"wc":1,"nt":2,"pf":2,"chk":1,"warps":16},{"wc":1,"nt":2,"pf":0,"chk":1},{"wc":1,"nt":2,"pf":1,"chk":1}]' 2>&1 | tee $OUT/b-skinny-chk1.txt
