@@ -18,9 +18,7 @@
 //             mma with A = 1.0 sums x. Once per chunk, in fp32: acc += s * (sum x (1024 + q) - (1024 + z) sum x),
 //             so zero point and scale cost nothing per weight, fp16 and bf16 scales are handled alike,
 //             and no precision is lost to an fp16 product. CHK 0: A = (1024 + q) - (1024 + z) exactly (hsub2),
-//             the scale applied per unit in fp32 (fewer registers). CHK 2: CHK 1's arithmetic with the running
-//             sums `acc` kept in shared memory (each thread its own conflict-free float4 slots, read and
-//             written once per chunk), not registers: 16 * WC * NT registers freed for the prefetch buffers.
+//             the scale applied per unit in fp32 (fewer registers).
 //   loads   = PF 0-2: straight into registers, the next PF units' loads in flight while one computes
 //             (FAST + PF 2: the weights two units ahead, zeros/scales/x one); PF 3-4: a per-warp cp.async
 //             pipeline of PF stages through shared memory.
@@ -71,7 +69,6 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     static_assert(WC == 1 || WC == 2 || WC == 4, "WC is 1, 2 or 4");
     static_assert(WC * NT <= 4, "shared staging holds WC * NT <= 4");
     static_assert(W == 8 || (W == 16 && WC * NT <= 2 && PF <= 2), "16 warps: WC * NT <= 2, register loads");
-    static_assert(CHK >= 0 && CHK <= 2 && !(CHK == 2 && PF >= 3), "CHK 0, 1 or 2 (2: register loads only)");
     constexpr bool GPTQ = (LAYOUT == AWQFMT_L_GPTQ);
     constexpr bool ASYNC = PF >= 3;  // cp.async pipeline of PF stages (else register prefetch depth PF)
     constexpr int STAGES = ASYNC ? PF : 1;
@@ -135,21 +132,6 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
             for (int j = 0; j < 4; ++j) acc[t][nt][j] = 0.f;
-    float4* const acc_s = reinterpret_cast<float4*>(dsmem);
-    if constexpr (CHK == 2) {
-#pragma unroll
-        for (int j = 0; j < TILES * NT; ++j) acc_s[j * 32 * W + tid] = make_float4(0.f, 0.f, 0.f, 0.f);
-    }
-    auto add_acc = [&](int ti, int nt, float a0, float a1, float a2, float a3) {
-        if constexpr (CHK == 2) {
-            float4& slot = acc_s[(ti * NT + nt) * 32 * W + tid];
-            float4 v = slot;
-            v.x += a0; v.y += a1; v.z += a2; v.w += a3;
-            slot = v;
-        } else {
-            acc[ti][nt][0] += a0; acc[ti][nt][1] += a1; acc[ti][nt][2] += a2; acc[ti][nt][3] += a3;
-        }
-    };
 
     // AWQ-like: this thread's words are qw[row, wc0 .. wc0 + WC - 1] (WC divides N/8: chunk all in or out).
     const int wc0 = (col0 >> 3) + r * WC;
@@ -449,8 +431,11 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 #pragma unroll
                     for (int nt = 0; nt < NT; ++nt) {
                         float (&d)[4] = dacc[4 * v + t][nt];
-                        add_acc(4 * v + t, nt, sA * (d[0] - zA * xs[nt][0]), sA * (d[1] - zA * xs[nt][1]),
-                                sB * (d[2] - zB * xs[nt][0]), sB * (d[3] - zB * xs[nt][1]));
+                        float (&a)[4] = acc[4 * v + t][nt];
+                        a[0] += sA * (d[0] - zA * xs[nt][0]);
+                        a[1] += sA * (d[1] - zA * xs[nt][1]);
+                        a[2] += sB * (d[2] - zB * xs[nt][0]);
+                        a[3] += sB * (d[3] - zB * xs[nt][1]);
                         d[0] = d[1] = d[2] = d[3] = 0.f;
                     }
                 }
@@ -469,9 +454,11 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                     for (int nt = 0; nt < NT; ++nt) {
                         const int iA = 2 * t, iB = 2 * t + 1;
                         float (&d)[4] = dacc[2 * q + t][nt];
-                        add_acc(2 * q + t, nt, s4[iA] * (d[0] - zf[iA] * xs[nt][0]),
-                                s4[iA] * (d[1] - zf[iA] * xs[nt][1]), s4[iB] * (d[2] - zf[iB] * xs[nt][0]),
-                                s4[iB] * (d[3] - zf[iB] * xs[nt][1]));
+                        float (&a)[4] = acc[2 * q + t][nt];
+                        a[0] += s4[iA] * (d[0] - zf[iA] * xs[nt][0]);
+                        a[1] += s4[iA] * (d[1] - zf[iA] * xs[nt][1]);
+                        a[2] += s4[iB] * (d[2] - zf[iB] * xs[nt][0]);
+                        a[3] += s4[iB] * (d[3] - zf[iB] * xs[nt][1]);
                         d[0] = d[1] = d[2] = d[3] = 0.f;
                     }
             }
@@ -653,16 +640,6 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                 }
             }
         }
-    }
-
-    if constexpr (CHK == 2) {
-#pragma unroll
-        for (int ti = 0; ti < TILES; ++ti)
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-                const float4 v = acc_s[(ti * NT + nt) * 32 * W + tid];
-                acc[ti][nt][0] = v.x; acc[ti][nt][1] = v.y; acc[ti][nt][2] = v.z; acc[ti][nt][3] = v.w;
-            }
     }
 
     // ---- block reduction: accumulators in fragment order (lane fastest: no bank conflicts, no atomics);

@@ -413,7 +413,7 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
         cfg["target_blocks"] = int(cfg["sm_mult"] * _sm_count())
     wc, nt, pf, chk = int(cfg["wc"]), int(cfg["nt"]), int(cfg["pf"]), int(cfg.get("chk", 1))
     warps = int(cfg.get("warps", 8))
-    if wc not in (1, 2, 4) or nt not in (1, 2, 4) or pf not in (0, 1, 2, 3, 4) or chk not in (0, 1, 2) \
+    if wc not in (1, 2, 4) or nt not in (1, 2, 4) or pf not in (0, 1, 2, 3, 4) or chk not in (0, 1) \
             or warps not in (8, 16):
         raise GemmError(f"bad skinny config {cfg} (wc, nt in 1/2/4, pf in 0..4, chk 0/1, warps 8/16)")
     while wc > 1 and wc * nt > 4:
@@ -429,16 +429,14 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
             pf -= 1  # the stages must fit in shared memory next to the reduction buffer
         if pf < 3:
             pf = 1
-    if chk == 2 and pf >= 3:
-        chk = 1
     if wc * nt > 2 or pf > 2:
         warps = 8  # 16-warp blocks: register loads and at most 2 tiles x tokens (the kernel's launch bounds)
     threads = 32 * warps
     kf = int(K % 32 == 0)  # every unit lies inside K: the unit loop's loads drop their bounds tests
     name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf},{chk},{kf},{warps}>"
     kern = _kernel(_GEMM_SRC, name)
-    dyn = 8 * pf * _stage_bytes(p.gptq, wc, nt) if pf >= 3 else 64 * wc * nt * threads if chk == 2 else 0
-    if dyn:
+    dyn = 8 * pf * _stage_bytes(p.gptq, wc, nt) if pf >= 3 else 0
+    if dyn > 48 * 1024:
         try:
             if int(kern.max_dynamic_shared_size_bytes) < dyn:
                 kern.max_dynamic_shared_size_bytes = dyn
