@@ -30,6 +30,11 @@ GEMV_PATCHES = {
     # every block writes y directly: no split-K workspace atomics, fence, counter or conversion pass
     "no_splitk": ("const bool whole = gridDim.y == 1;  // this block alone covers K", "const bool whole = true;"),
     "half_rows": ("const int r_end = min(K, r_begin + rpt);", "const int r_end = min(K, r_begin + rpt / 2);"),
+    # (run 12) the parts of the split-K tail: partial sums stored instead of atomically added; no fence before
+    # the tile counter; no last-block conversion pass
+    "store_not_atomic": ("else atomicAdd(&ws[o], v);", "else ws[o] = v;"),
+    "no_fence": ("if (!whole) {\n        __threadfence();", "if (!whole) {"),
+    "no_last": ("if (s_last) {", "if (false) {"),
 }
 PATCHES = {
     "x_fixed": ("st.x[nt] = ldg_v4(x_t + (xo[nt] + (u32)(u << 5)));",

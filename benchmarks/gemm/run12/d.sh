@@ -1,0 +1,5 @@
+# Run 12d: what the GEMV's split-K tail is made of (M = 1), and one-token-tile 16-warp skinny blocks at M = 16
+# (two blocks per column tile read the same weights, no K split across blocks).
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 || exit
+timeout 150 python3 benchmarks/gemm/probe11.py whatif --kind gemv --m 1 --rounds 4 --reps 50 --shapes 4096x4096,8192x8192 --cfg '{"vw":2,"fl":8,"pf":1,"waves":1}' --patches no_splitk,store_not_atomic,no_fence,no_last 2>&1 | grep -v -i warn | tee $OUT/d-whatif-gemv.txt
+timeout 150 python3 benchmarks/gemm/probe12.py cfgs --kind skinny --m 16 --shapes 4096x4096,8192x8192 --reps 50 --rounds 4 --cfgs '[{"wc":1,"nt":2,"pf":2,"chk":0,"warps":16},{"wc":1,"nt":1,"pf":2,"chk":0,"warps":16},{"wc":1,"nt":1,"pf":2,"chk":0,"warps":16,"splits":2},{"wc":1,"nt":1,"pf":1,"chk":0,"warps":16},{"wc":1,"nt":1,"pf":2,"chk":0},{"wc":1,"nt":2,"pf":2,"chk":0,"warps":16,"target_blocks":1},{"wc":2,"nt":1,"pf":1,"chk":0,"warps":16}]' 2>&1 | tee $OUT/d-skinny-nt1.txt
