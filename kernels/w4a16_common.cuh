@@ -221,6 +221,21 @@ __device__ __forceinline__ void ldg_stream_words(const void* p, u32* out, bool o
     ldg_words<N, true>(p, out, ok);
 }
 
+// ---- split-K completion ------------------------------------------------------------------------------------
+// Called by thread 0 of a block after a __syncthreads() that follows every thread's workspace atomics: counts
+// the block's `add` into the tile counter and returns true for the block that brings it to `total`. The
+// fence before the counter is cumulative over the writes the barrier ordered before it (a release for the
+// whole block, the CUTLASS semaphore pattern), the one after it an acquire for the completing block, whose
+// threads read the workspace after the next __syncthreads(). One thread fences, not all 256 or 512: the
+// all-thread fences were 2-5% of the M = 1 GEMV's time (run 12d what-if).
+__device__ __forceinline__ bool split_arrive(u32* counter, u32 add, u32 total) {
+    __threadfence();
+    const u32 prev = atomicAdd(counter, add);
+    const bool last = prev + add == total;
+    if (last) __threadfence();
+    return last;
+}
+
 // ---- cp.async (Ampere+) and shared-memory access by 32-bit shared addresses ------------------------------
 __device__ __forceinline__ u32 smem_addr(const void* p) {
     unsigned long long a;

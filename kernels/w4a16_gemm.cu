@@ -694,17 +694,11 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     }
     if (!whole) {
         // ---- split K: the block that completes the tile's units converts the workspace to fp16 and zeroes it
-        __threadfence();
         __syncthreads();
         const int ctr = blockIdx.z * gridDim.x + tile;
-        if (tid == 0) {
-            const u32 done = (u32)(bu_end - bu_begin);
-            const u32 prev = atomicAdd(&counters[ctr], done);
-            s_last = (prev + done == (u32)n_units);
-        }
+        if (tid == 0) s_last = split_arrive(&counters[ctr], (u32)(bu_end - bu_begin), (u32)n_units);
         __syncthreads();
         if (s_last) {
-            __threadfence();
             for (int i = tid; i < ntok * BCOLS; i += 32 * W) {
                 const int lt = i / BCOLS, lc = i - lt * BCOLS;
                 if (lc < ncol) {

@@ -327,15 +327,10 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
         }
     }
     if (!whole) {
-        __threadfence();
         __syncthreads();
-        if (tid == 0) {
-            const u32 prev = atomicAdd(&counters[blockIdx.x], 1u);
-            s_last = (prev + 1u == gridDim.y);
-        }
+        if (tid == 0) s_last = split_arrive(&counters[blockIdx.x], 1u, gridDim.y);
         __syncthreads();
         if (s_last) {
-            __threadfence();
             if (col < N) {
 #pragma unroll
                 for (int t = 0; t < MT; ++t) {

@@ -324,7 +324,8 @@ def gemv_candidate_configs(M: int) -> list[dict]:
     return [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 0, "waves": 1},
             {"vw": 2, "fl": 8, "pf": 1, "waves": 4},
             {"vw": 1, "fl": 8, "pf": 1, "waves": 1}, {"vw": 1, "fl": 8, "pf": 0, "waves": 2},
-            {"vw": 2, "fl": 4, "pf": 1, "waves": 2}, {"vw": 4, "fl": 4, "pf": 0, "waves": 1}]
+            {"vw": 2, "fl": 4, "pf": 1, "waves": 2}, {"vw": 2, "fl": 4, "pf": 1, "waves": 1},
+            {"vw": 4, "fl": 4, "pf": 0, "waves": 1}]
 
 
 def m_bucket(M: int) -> int:
@@ -341,7 +342,8 @@ def candidate_configs(M: int) -> list[dict]:
     aim for as a multiple of the SM count ("splits" fixes the K splits instead). pf = 2 on AWQ-like words with
     K % 32 == 0 keeps the weights two units ahead and the rest one (the split prefetch of run 10). warps = 16:
     one 512-thread block per SM whose halves split the block's K range (run 11: no K split across blocks, and
-    its workspace round trip, where 64-column tiles about fill the GPU: 8192² and 28672x8192, M = 16)."""
+    its workspace round trip, where 64-column tiles about fill the GPU: 8192² and 28672x8192, M = 16; with
+    nt = 1 at 4096², M = 16: two blocks per column tile, one per 8 tokens, 3-4% faster in run 12d)."""
     if M <= 8:
         return [{"wc": 2, "nt": 1, "pf": 0, "chk": 1}, {"wc": 1, "nt": 1, "pf": 2, "chk": 0},
                 {"wc": 2, "nt": 1, "pf": 4, "chk": 1},
@@ -350,6 +352,7 @@ def candidate_configs(M: int) -> list[dict]:
     if M <= 16:
         return [{"wc": 1, "nt": 2, "pf": 1, "chk": 0}, {"wc": 1, "nt": 2, "pf": 2, "chk": 0},
                 {"wc": 1, "nt": 2, "pf": 1, "chk": 0, "warps": 16}, {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16},
+                {"wc": 1, "nt": 1, "pf": 1, "chk": 0, "warps": 16},
                 {"wc": 2, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1},
                 {"wc": 1, "nt": 2, "pf": 3, "chk": 0}, {"wc": 1, "nt": 2, "pf": 3, "chk": 1},
                 {"wc": 2, "nt": 2, "pf": 3, "chk": 1, "sm_mult": 1}, {"wc": 1, "nt": 2, "pf": 0, "chk": 1}]
