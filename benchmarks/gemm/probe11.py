@@ -35,6 +35,17 @@ GEMV_PATCHES = {
     "store_not_atomic": ("else atomicAdd(&ws[o], v);", "else ws[o] = v;"),
     "no_fence": ("if (!whole) {\n        __threadfence();", "if (!whole) {"),
     "no_last": ("if (s_last) {", "if (false) {"),
+    # every thread asks L2 for all of its weight rows before the first load (HBM busy from the start)
+    "l2_prefetch": ("    float acc[MT][COLS];\n",
+                    "    if constexpr (KF && !GPTQ) {\n"
+                    "        if (cols_ok) for (int b = r_begin; b < r_end; ++b)\n"
+                    "            asm volatile(\"prefetch.global.L2 [%0];\" ::\"l\"(qw_t + (u32)b * (u32)NW));\n"
+                    "    }\n    float acc[MT][COLS];\n"),
+    "l2_prefetch_half": ("    float acc[MT][COLS];\n",
+                    "    if constexpr (KF && !GPTQ) {\n"
+                    "        if (cols_ok) for (int b = r_begin + (r_end - r_begin) / 2; b < r_end; ++b)\n"
+                    "            asm volatile(\"prefetch.global.L2 [%0];\" ::\"l\"(qw_t + (u32)b * (u32)NW));\n"
+                    "    }\n    float acc[MT][COLS];\n"),
 }
 PATCHES = {
     "x_fixed": ("st.x[nt] = ldg_v4(x_t + (xo[nt] + (u32)(u << 5)));",
@@ -47,6 +58,16 @@ PATCHES = {
     # each block does half its units (the slope of time over work; the counters never complete)
     "half_units": ("const int bu_end = min(n_units, bu_begin + units_per_split);",
                    "const int bu_end = min(n_units, bu_begin + units_per_split / 2);"),
+    # (run 12) every thread asks L2 for all rows of all its units before the first load
+    "l2_prefetch": ("    auto step = [&](int i, int u, const Stage& st) {",
+                    "    if constexpr (FAST) {\n"
+                    "        for (int i = 0;; ++i) {\n"
+                    "            const int u = unit_of(i);\n"
+                    "            if (u >= u_end) break;\n"
+                    "            for (int j = 0; j < 8; ++j)\n"
+                    "                asm volatile(\"prefetch.global.L2 [%0];\" ::\"l\"(qw_t + ((u32)u * rows32 + (u32)j * (u32)NW)));\n"
+                    "        }\n    }\n"
+                    "    auto step = [&](int i, int u, const Stage& st) {"),
 }
 
 

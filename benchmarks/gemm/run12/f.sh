@@ -1,0 +1,5 @@
+# Run 12f: what-if every thread asks L2 for all its weight rows up front (prefetch.global.L2), GEMV M = 1 and skinny M = 16.
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 || exit
+timeout 150 python3 benchmarks/gemm/probe11.py whatif --kind gemv --m 1 --rounds 4 --reps 50 --shapes 4096x4096,8192x8192,28672x8192 --cfg '{"vw":2,"fl":8,"pf":1,"waves":1}' --patches l2_prefetch,l2_prefetch_half 2>&1 | grep -v -i warn | tee $OUT/f-whatif-gemv.txt
+timeout 150 python3 benchmarks/gemm/probe11.py whatif --kind skinny --m 16 --rounds 4 --reps 50 --shapes 8192x8192,28672x8192 --cfg '{"wc":1,"nt":2,"pf":2,"chk":0,"warps":16}' --patches l2_prefetch 2>&1 | grep -v -i warn | tee $OUT/f-whatif-m16.txt
+timeout 150 python3 benchmarks/gemm/probe11.py whatif --kind skinny --m 16 --rounds 4 --reps 50 --shapes 4096x4096 --cfg '{"wc":1,"nt":1,"pf":1,"chk":0,"warps":16}' --patches l2_prefetch 2>&1 | grep -v -i warn | tee -a $OUT/f-whatif-m16.txt
