@@ -311,7 +311,7 @@ def _reference_check(module, x_host: np.ndarray, y_dev, cols: np.ndarray) -> flo
 
 def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[int] = DEFAULT_MS,
               group_size: int = 128, reps: int = 100, *, variants: Sequence[str] = tuple(VARIANTS),
-              torch_baseline: bool = True, seed: int = 0, copy_bandwidth: float | None = None, alternate: int = 6,
+              torch_baseline: bool = True, seed: int = 0, copy_bandwidth: float | None = None, alternate: int = 8,
               tune: bool = True, tune_reps: int = 30,
               progress: Callable[[str], None] | None = None) -> list[dict]:
     """Time every variant and cuBLAS fp16 for each (K, N) shape and M. Returns one dict per (K, N, M).
@@ -417,12 +417,16 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
                 # time the baseline and ours in alternation, in ABBA order (baseline first in even rounds, ours
                 # first in odd ones, so that neither always runs on a GPU the other just heated), and report the
                 # median of each
+                # One timing per round on each side: the baseline is the library that was faster above, not the
+                # faster of two timings per round (a minimum of two noisy samples against one sample of ours
+                # would favour the baseline by the noise alone).
                 ours_fns = [lambda p=p: gemm_packed("awq", p, x, group_size=group_size, out=y) for p in preps["awq"]]
                 base_r, ours_r = [], []
+                use_torch = torch_fns is not None and row["cublas_torch_ms"] < row["cublas_cupy_ms"]
+                row["alternating_baseline"] = "torch.matmul" if use_torch else "cupy.matmul"
 
                 def baseline_ms() -> float:
-                    b = time_cupy(cublas_fns, reps)["ms"]
-                    return b if torch_fns is None else min(b, time_torch(torch_fns, reps)["ms"])
+                    return time_torch(torch_fns, reps)["ms"] if use_torch else time_cupy(cublas_fns, reps)["ms"]
 
                 for i in range(alternate):
                     if i % 2 == 0:
