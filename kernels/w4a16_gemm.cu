@@ -81,9 +81,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     constexpr int ZR = GPTQ ? 2 * WC : WC;  // zero words
     constexpr int SR = 4 * WC;              // scale words (two 16-bit scales each)
     constexpr int FRAG = TILES * NT * 4 * 32;  // accumulator floats of one warp
-    // The x16 factor of odd nibbles in the lop3 decoders (never for GPTQ, which decodes with shifts): their
-    // accumulators (A rows r + 8) sum 16x the true products, undone once after the unit loop (a power of two:
-    // the fp32 sums are exactly 16x, bit for bit, those of a per-unit correction, at 4 fewer FMUL per unit).
+    // The x16 factor of odd nibbles in the lop3 decoders (never for GPTQ, which decodes with shifts).
     constexpr float ODD_SCALE = (LAYOUT == AWQFMT_L_AWQ || LAYOUT == AWQFMT_L_NAT_LOP3) ? 0.0625f : 1.0f;
     // cp.async staging, per warp and stage, lane-major vectors: weights | zeros | scales | x
     constexpr int OZ = GPTQ ? 1024 * WC : 1024 * WC;
@@ -351,13 +349,13 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         dec_kpair(st.w[4][v], st.w[5][v], hl1);
         dec_kpair(st.w[6][v], st.w[7][v], hh1);
     };
-    // AWQ-like: scales of tile t's two rows in word column v, nibble 2t (A row r) and 2t+1 (A row r+8; the x16
-    // of the lop3 decoders stays in its sums until ODD_SCALE after the unit loop).
+    // AWQ-like: scales of tile t's two rows in word column v, nibble 2t (A row r) and 2t+1 (A row r+8, whose
+    // x16 from the lop3 decoders is undone here).
     auto tile_scales = [&](const Stage& st, int v, int t, float& sA, float& sB) {
         const int cA = awqfmt::nib_col<LAYOUT>(2 * t), cB = awqfmt::nib_col<LAYOUT>(2 * t + 1);
         const u32 swA = st.s[4 * v + (cA >> 1)], swB = st.s[4 * v + (cB >> 1)];
         sA = scale_f<BF16>((u16)((cA & 1) ? (swA >> 16) : (swA & 0xFFFFu)));
-        sB = scale_f<BF16>((u16)((cB & 1) ? (swB >> 16) : (swB & 0xFFFFu)));
+        sB = scale_f<BF16>((u16)((cB & 1) ? (swB >> 16) : (swB & 0xFFFFu))) * ODD_SCALE;
     };
     // GPTQ: scales of the 4 columns of word group q.
     auto gptq_scales = [&](const Stage& st, int q, float (&s4)[4]) {
@@ -642,16 +640,6 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                 }
             }
         }
-    }
-
-    if constexpr (!GPTQ && ODD_SCALE != 1.0f) {
-#pragma unroll
-        for (int ti = 0; ti < TILES; ++ti)
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-                acc[ti][nt][2] *= ODD_SCALE;
-                acc[ti][nt][3] *= ODD_SCALE;
-            }
     }
 
     // ---- block reduction: accumulators in fragment order (lane fastest: no bank conflicts, no atomics);
