@@ -4,7 +4,9 @@ Run on the GPU:  PYTHONPATH=. python3 benchmarks/gemm/probe12.py chunk|cfgs [...
   chunk  M = 4096 (large-M path): cuBLAS fp16 on random weights against dequantize-all + one cupy.matmul and
          against dequantize + GEMM one slice of `chunk_cols` columns at a time (each slice still in L2 when
          its GEMM reads it). Blocks of --reps calls, every call between CUDA events; the variants' order is
-         reversed every other round (ABBA over all variants), medians of the per-round medians.
+         reversed every other round (ABBA over all variants), medians of the per-round medians. Needs the
+         `chunk_cols` option of the dequantize path as committed in b5f67a6 (reverted after run 12a showed no
+         gain): run it from that commit.
   cfgs   small M: each configuration of --cfgs for --kind (gemv / skinny) against cuBLAS fp16 (torch,
          graph-timed), in alternating rounds, graph-timed like the bench.
 Writes $OUT/probe12-<mode>.json when OUT is set; prints one line per measurement.
