@@ -416,10 +416,9 @@ def run_bench(shapes: Iterable[tuple[int, int]] = DEFAULT_SHAPES, ms: Iterable[i
                 # compute-bound sizes drift with clocks and temperature by more than the margins measured here:
                 # time the baseline and ours in alternation, in ABBA order (baseline first in even rounds, ours
                 # first in odd ones, so that neither always runs on a GPU the other just heated), and report the
-                # median of each
-                # One timing per round on each side: the baseline is the library that was faster above, not the
-                # faster of two timings per round (a minimum of two noisy samples against one sample of ours
-                # would favour the baseline by the noise alone).
+                # median of each. One timing per side and round: the baseline in the library that was faster
+                # above, not the faster of two timings per round (a minimum of two noisy samples against one
+                # sample of ours would favour the baseline by the noise alone).
                 ours_fns = [lambda p=p: gemm_packed("awq", p, x, group_size=group_size, out=y) for p in preps["awq"]]
                 base_r, ours_r = [], []
                 use_torch = torch_fns is not None and row["cublas_torch_ms"] < row["cublas_cupy_ms"]
