@@ -81,19 +81,16 @@ def mode_chunk(args, out):
 def mode_cfgs(args, out):
     import cupy as cp
 
-    from awqfmt.gpu.bench import device_info, make_module, prepared_copies, time_cupy, torch_matmul_ms
+    from probe11 import _case  # the same per-shape setup: module copies past L2, x, y, cuBLAS time
+
+    from awqfmt.gpu.bench import device_info, time_cupy
     from awqfmt.gpu.gemm import gemm_packed
 
     l2 = device_info()["l2_bytes"] or (50 << 20)
     rng = np.random.default_rng(22)
     cfgs = json.loads(args.cfgs)
     for shape in args.shapes.split(","):
-        K, N = (int(v) for v in shape.split("x"))
-        module = make_module(K, N, 128, rng)
-        preps = prepared_copies(module, "awq", l2)
-        x = cp.asarray(rng.standard_normal((args.m, K), dtype=np.float32).astype(np.float16))
-        y = cp.empty((args.m, N), cp.float16)
-        cub = torch_matmul_ms(x, N, args.reps, l2)
+        K, N, preps, x, y, cub = _case(shape, args.m, rng, l2, args.reps)
         times = [[] for _ in cfgs]
         for r in range(args.rounds):
             order = range(len(cfgs)) if r % 2 == 0 else range(len(cfgs) - 1, -1, -1)
