@@ -223,17 +223,17 @@ __device__ __forceinline__ void ldg_stream_words(const void* p, u32* out, bool o
 
 // ---- split-K completion ------------------------------------------------------------------------------------
 // Called by thread 0 of a block after a __syncthreads() that follows every thread's workspace atomics: counts
-// the block's `add` into the tile counter and returns true for the block that brings it to `total`. The
-// fence before the counter is cumulative over the writes the barrier ordered before it (a release for the
-// whole block, the CUTLASS semaphore pattern), the one after it an acquire for the completing block, whose
-// threads read the workspace after the next __syncthreads(). One thread fences, not all 256 or 512: the
-// all-thread fences were 2-5% of the M = 1 GEMV's time (run 12d what-if).
+// the block's `add` into the tile counter and returns true for the block that brings it to `total`. The counter
+// update is one acquire-release atomic at GPU scope: its release half is cumulative over the writes the barrier
+// ordered before it (a release for the whole block, the CUTLASS semaphore pattern), its acquire half orders the
+// completing block's workspace reads, done after the next __syncthreads(), after every other block's release.
+// SASS: MEMBAR.ALL.GPU + ATOM + CCTL.IVALL, where __threadfence() + atomicAdd + __threadfence() is two
+// MEMBAR.SC.GPU (sequentially consistent, which this pattern does not need). One thread fences, not all 256
+// or 512: the all-thread fences were 2-5% of the M = 1 GEMV's time (run 12d what-if).
 __device__ __forceinline__ bool split_arrive(u32* counter, u32 add, u32 total) {
-    __threadfence();
-    const u32 prev = atomicAdd(counter, add);
-    const bool last = prev + add == total;
-    if (last) __threadfence();
-    return last;
+    u32 prev;
+    asm volatile("atom.add.acq_rel.gpu.u32 %0, [%1], %2;" : "=r"(prev) : "l"(counter), "r"(add) : "memory");
+    return prev + add == total;
 }
 
 // ---- cp.async (Ampere+) and shared-memory access by 32-bit shared addresses ------------------------------

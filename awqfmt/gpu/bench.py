@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import statistics
+import time
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -75,18 +77,64 @@ def _ver(v: int) -> str:
     return f"{v // 1000}.{(v % 1000) // 10}"
 
 
-def _events_time(launch: Callable[[], None], samples: int, per_sample: int) -> list[float]:
-    cp = _cp()
+# Each timing sample starts behind a kernel that spins on the GPU clock (kernels/bench_hold.cu): the host
+# queues the sample's launches while it spins. HOLD_NS is the first spin; a sample whose queuing took more
+# than HOLD_SAFE of the spin is redone with twice the spin (up to HOLD_MAX_NS, then without one).
+HOLD_NS = 1_000_000
+HOLD_SAFE = 0.8
+HOLD_MAX_NS = 500_000_000
+_hold_state = {"ns": 0 if os.environ.get("AWQFMT_BENCH_HOLD") == "0" else HOLD_NS}  # 0: no spin
+
+
+def _hold(ns: int, stream=None) -> None:
+    """Queue the spin kernel for ns nanoseconds on `stream` (default: the current CuPy stream)."""
+    from .gemm import _kernel
+
+    kern = _kernel("bench_hold.cu", "awqfmt_hold<0>")
+    if stream is None:
+        kern((1,), (1,), (np.uint64(ns),))
+    else:
+        with stream:
+            kern((1,), (1,), (np.uint64(ns),))
+
+
+def _held_samples(record_start, launch, record_end, samples: int, per_sample: int, stream=None) -> list[float]:
+    """`samples` per-launch times (ms): spin (see HOLD_NS), start event, `per_sample` launches, end event.
+    record_start() records and returns the start event; record_end(a) records the end event, waits for it and
+    returns the ms since a (CuPy or torch events, whichever library's stream the launches go to)."""
     out = []
-    for _ in range(samples):
-        a, b = cp.cuda.Event(), cp.cuda.Event()
-        a.record()
+    while len(out) < samples:
+        ns = _hold_state["ns"]
+        if ns:
+            _hold(ns, stream)
+        a = record_start()
+        t0 = time.perf_counter()
         for _ in range(per_sample):
             launch()
+        queued_ns = (time.perf_counter() - t0) * 1e9
+        elapsed = record_end(a)
+        if ns and queued_ns > HOLD_SAFE * ns:  # the spin ended before everything was queued: redo, longer
+            _hold_state["ns"] = 2 * ns if 2 * ns <= HOLD_MAX_NS else 0
+            continue
+        out.append(elapsed / per_sample)
+    return out
+
+
+def _events_time(launch: Callable[[], None], samples: int, per_sample: int) -> list[float]:
+    cp = _cp()
+
+    def start():
+        a = cp.cuda.Event()
+        a.record()
+        return a
+
+    def end(a):
+        b = cp.cuda.Event()
         b.record()
         b.synchronize()
-        out.append(cp.cuda.get_elapsed_time(a, b) / per_sample)
-    return out
+        return cp.cuda.get_elapsed_time(a, b)
+
+    return _held_samples(start, launch, end, samples, per_sample)
 
 
 def _capture_failed(errors: list[str], what: str, exc: Exception, cp) -> None:
@@ -105,20 +153,26 @@ def _timing(times: Sequence[float], **extra) -> dict:
 
 def _torch_graph_times(g, samples: int) -> list[float]:
     """ms per captured call of a torch CUDA graph holding GRAPH_LEN calls: one warm replay, then `samples`
-    event-timed replays."""
+    event-timed replays, each behind the spin kernel on torch's stream."""
     import torch
 
     g.replay()
     torch.cuda.synchronize()
-    times = []
-    for _ in range(samples):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    cp = _cp()
+    stream = cp.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)
+
+    def start():
+        a = torch.cuda.Event(enable_timing=True)
         a.record()
-        g.replay()
+        return a
+
+    def end(a):
+        b = torch.cuda.Event(enable_timing=True)
         b.record()
         b.synchronize()
-        times.append(a.elapsed_time(b) / GRAPH_LEN)
-    return times
+        return a.elapsed_time(b) / GRAPH_LEN
+
+    return _held_samples(start, g.replay, end, samples, 1, stream)
 
 
 def time_cupy(fns: Sequence[Callable[[], Any]], reps: int = 100, warmup: int = 5) -> dict:

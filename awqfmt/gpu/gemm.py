@@ -123,12 +123,26 @@ def _kernel(fname: str, name: str):
     return k
 
 
+# Device and kernel attributes are read once, not per launch (`Device.attributes` queries every attribute of
+# the device): the small-M launches from Python cost tens of microseconds of CPU each (run 12h/i).
+_sm_counts: dict[int, int] = {}
+_occupancy: dict[tuple, tuple[Any, int]] = {}  # (id(kernel), threads, smem) -> (kernel, blocks per SM)
+
+
 def _sm_count() -> int:
     cp = _cupy()
-    return int(cp.cuda.Device().attributes["MultiProcessorCount"])
+    dev = cp.cuda.Device().id
+    n = _sm_counts.get(dev)
+    if n is None:
+        n = _sm_counts[dev] = int(cp.cuda.Device(dev).attributes["MultiProcessorCount"])
+    return n
 
 
 def _blocks_per_sm(kern, threads: int = 256, smem: int = 0) -> int:
+    key = (id(kern), threads, smem)
+    hit = _occupancy.get(key)
+    if hit is not None and hit[0] is kern:  # the kernel object itself: an id may be reused once one is freed
+        return hit[1]
     try:
         regs = int(kern.num_regs)
     except Exception:
@@ -140,7 +154,9 @@ def _blocks_per_sm(kern, threads: int = 256, smem: int = 0) -> int:
     per_warp = -(-regs * 32 // 256) * 256  # allocation granularity 256 registers per warp
     by_regs = 65536 // (per_warp * (threads // 32))
     by_smem = (228 * 1024) // (smem + 1024)
-    return max(1, min(8, by_regs, by_smem))
+    n = max(1, min(8, by_regs, by_smem))
+    _occupancy[key] = (kern, n)
+    return n
 
 
 _workspaces: dict[int, tuple[Any, Any]] = {}

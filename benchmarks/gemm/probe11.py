@@ -9,7 +9,8 @@ Run on the GPU:  PYTHONPATH=. python3 benchmarks/gemm/probe11.py whatif|pair [..
   pair    M = 4096: each kernel's duration inside a sequence of dequantize, matmul, dequantize, matmul, ...
           (CUDA events between all of them) against each timed alone, and cuBLAS vs ours in ABBA order
           (baseline, ours, ours, baseline, ...) so that neither always runs second.
-  ab      one kernel file before (--old) and after a change (the working tree), alternating rounds.
+  ab      one kernel file before (--old) and after a change (the working tree), alternating rounds; with
+          --file w4a16_common.cuh the shared header, under the --kind method's kernel file.
   wdata   cuBLAS fp16 at M = 4096 on weights of different values (random N(0,1), N(0,0.02), dequantized).
 Writes $OUT/probe11-<mode>.json when OUT is set; prints one line per measurement.
 """
@@ -147,15 +148,21 @@ def mode_ab(args, out):
     l2 = device_info()["l2_bytes"] or (50 << 20)
     rng = np.random.default_rng(13)
     fname = os.path.basename(args.file)
-    texts = {"old": open(args.old).read(), "new": (gemm.kernels_dir() / fname).read_text()}
-    common = (gemm.kernels_dir() / "w4a16_common.cuh").read_text()
+    kdir = gemm.kernels_dir()
+    if fname == "w4a16_common.cuh":  # the header before and after: the method's kernel file from the tree
+        commons = {"old": open(args.old).read(), "new": (kdir / fname).read_text()}
+        fname = "w4a16_gemv.cu" if args.kind == "gemv" else "w4a16_gemm.cu"
+        texts = {w: (kdir / fname).read_text() for w in ("old", "new")}
+    else:
+        texts = {"old": open(args.old).read(), "new": (kdir / fname).read_text()}
+        commons = {w: (kdir / "w4a16_common.cuh").read_text() for w in ("old", "new")}
     for shape in args.shapes.split(","):
         K, N, preps, x, y, cub = _case(shape, args.m, rng, l2, args.reps)
         for cfg in json.loads(args.cfgs):
             times = {"old": [], "new": []}
             for _ in range(args.rounds):
                 for which in ("old", "new"):
-                    gemm._sources[fname] = texts[which].replace('#include "w4a16_common.cuh"', common)
+                    gemm._sources[fname] = texts[which].replace('#include "w4a16_common.cuh"', commons[which])
                     gemm._kernels.clear()
                     times[which].append(time_cupy([lambda p=p: gemm.gemm_packed(
                         "awq", p, x, group_size=128, out=y, method=args.kind, config=cfg) for p in preps],
