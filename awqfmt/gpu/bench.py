@@ -3,9 +3,11 @@
     rows = run_bench(shapes=[(4096, 4096)], ms=[1, 16], group_size=128, reps=100)
     render_table(rows)
 
-Timing: CUDA events around CUDA-graph replays (launch overhead excluded, for cuBLAS and for our kernels
-alike; plain event-timed launches if capture fails, flagged `graph: False`), after warm-up; each sample is the
-mean of one replay of `GRAPH_LEN` launches, the reported time is the median sample. L2 is not flushed;
+Timing: CUDA events around CUDA-graph replays (plain event-timed launches if capture fails, flagged
+`graph: False`: CuPy refuses cuBLAS calls during capture), after warm-up; each sample is the mean of
+`GRAPH_LEN` launches, the reported time is the median sample. Every sample is queued behind a kernel that spins
+on the GPU clock (kernels/bench_hold.cu; `AWQFMT_BENCH_HOLD=0` turns it off): the launches are all queued when
+the start event runs, so launch overhead is excluded for cuBLAS and our kernels alike, graph or not. L2 is not flushed;
 instead consecutive launches read different copies of the weights (and the baseline different copies of its
 fp16 matrix), so that the working set is at least 3x the L2 size and the weights are streamed from HBM.
 """

@@ -37,10 +37,13 @@ def write_markdown(path: Path, doc: dict) -> None:
              f"Device-to-device copy: {doc['copy_bandwidth'] / 1e12:.2f} TB/s (bytes read + written).\n")
     L.append("Method: fp16 x [M, K] times 4-bit weights, group size 128, random data (codes 0-15, zeros 1-15, scales "
              "0.001-0.021). Times are medians of CUDA-event-timed samples after warm-up: the GEMV and skinny kernels "
-             "and `torch.matmul` as CUDA-graph replays of 10 launches (no launch gaps); `cupy.matmul` and the "
-             "dequantize + `cupy.matmul` path as 10 back-to-back launches, because CuPy refuses cuBLAS calls during "
-             "stream capture (those kernels run 14 us to 3 ms, so launch gaps matter little there, and at small M "
-             "the graph-timed torch baseline is the faster one and is used). L2 is **not flushed**; instead "
+             "and `torch.matmul` as CUDA-graph replays of 10 launches; `cupy.matmul` and the dequantize + "
+             "`cupy.matmul` path as 10 launches, because CuPy refuses cuBLAS calls during stream capture. Every "
+             "sample, ours and cuBLAS alike, starts behind a kernel that spins on the GPU clock "
+             "(kernels/bench_hold.cu, nvbench's blocking-kernel idea) while the host queues the sample's launches, "
+             "so a sample is the kernels back to back on the GPU, without the host's launch latency in front of or "
+             "between them (a sample whose queuing outlasted the spin is redone with a longer spin). L2 is **not "
+             "flushed**; instead "
              "consecutive launches read different copies of the weights (working set >= 3x L2), so weights stream "
              "from HBM, for cuBLAS as for our kernels. "
              "cuBLAS fp16 = the faster of `cupy.matmul` (timed before and after our kernels, faster kept) and "
@@ -249,8 +252,9 @@ def main() -> int:
             extra += run_bench([shape], extra_ms, group_size=128, reps=args.reps, copy_bandwidth=bw, variants=("awq",),
                                progress=lambda m: print(m, flush=True))
         doc = {"date": now_utc(), "device": info, "copy_bandwidth": bw, "group_size": 128, "reps": args.reps,
-               "timing": "median of CUDA-graph replays (10 launches each), CUDA events, L2 not flushed, weights "
-                         "rotated through copies totalling >= 3x L2", "summary": summarize(rows), "rows": rows,
+               "timing": "median of samples of 10 launches (CUDA-graph replays where the library can capture), "
+                         "CUDA events, each sample queued behind a GPU spin kernel (no host launch latency), L2 "
+                         "not flushed, weights rotated through copies totalling >= 3x L2", "summary": summarize(rows), "rows": rows,
                "extra_rows": extra}
         (out / "results.json").write_text(json.dumps(doc, indent=1, default=str))
     write_markdown(out / "RESULTS.md", doc)
