@@ -221,6 +221,24 @@ __device__ __forceinline__ void ldg_stream_words(const void* p, u32* out, bool o
     ldg_words<N, true>(p, out, ok);
 }
 
+// ---- programmatic dependent launch (sm_90+) ------------------------------------------------------------------
+// A kernel launched with programmatic stream serialization (awqfmt/gpu/launch.py) may start while the kernel
+// before it in the stream is still finishing. It may then read only what no kernel writes (the prepared
+// module's weights, zeros, scales) before pdl_wait(), which returns once every earlier kernel has completed
+// and its writes are visible; x, the split-K workspace, the counters and y are touched only after it. Without
+// that launch attribute pdl_wait() returns at once. pdl_trigger() lets the next such launch start as soon as
+// SM resources free up (its blocks then wait in pdl_wait, with their first weight loads in flight).
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // ---- split-K completion ------------------------------------------------------------------------------------
 // Called by thread 0 of a block after a __syncthreads() that follows every thread's workspace atomics: counts
 // the block's `add` into the tile counter and returns true for the block that brings it to `total`. The counter

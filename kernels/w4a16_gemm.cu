@@ -554,7 +554,9 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
             compute_unit(st);
         }
     };
+    pdl_trigger();
     if constexpr (ASYNC) {
+        pdl_wait();  // stages hold x next to the weights: nothing is loaded before the earlier kernels finish
 #pragma unroll
         for (int s = 0; s < STAGES - 1; ++s) {
             const int us = unit_of(s);
@@ -576,6 +578,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     } else {
         constexpr bool SPLIT2 = FAST && PF == 2;
         Stage cur, n1, n2;
+        if constexpr (!SPLIT2) pdl_wait();  // x is loaded with the weights
         if constexpr (PF >= 1 && !SPLIT2) {
             if (unit_of(0) < u_end) load(unit_of(0), cur);
         }
@@ -587,8 +590,12 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
             // trip so that every buffer index is a compile-time constant (no register copies)
             u32 w0[WR][WV], w1[WR][WV], w2[WR][WV];
             Stage r0, r1;
-            if (unit_of(0) < u_end) { load_w(unit_of(0), w0); load_rest(unit_of(0), r0); }
+            // the first two units' weights are requested before waiting for the kernel before this one (they
+            // are the module's, which no kernel writes: see pdl_wait), x from the first unit's load_rest on
+            if (unit_of(0) < u_end) load_w(unit_of(0), w0);
             if (unit_of(1) < u_end) load_w(unit_of(1), w1);
+            pdl_wait();
+            if (unit_of(0) < u_end) load_rest(unit_of(0), r0);
 #define AWQFMT_FAST2_STEP(K6, WCUR, WNXT2, RCUR, RNXT)                                                     \
             {                                                                                              \
                 const int uu = unit_of(i + K6);                                                            \

@@ -91,7 +91,8 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
         u32 x[MT][FL / 2];   // x[t][b .. b + FL), two fp16 per register
     };
 
-    auto load = [&](int b, Batch& B) {
+    // the weights of batch b (pure reads of the module: allowed before pdl_wait)
+    auto load_w = [&](int b, Batch& B) {
         if constexpr (KF) {
             if constexpr (!GPTQ) {
                 u32 o = (u32)b * (u32)NW;
@@ -109,10 +110,6 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
                     B.w[8 * v] = a.x; B.w[8 * v + 1] = a.y; B.w[8 * v + 2] = a.z; B.w[8 * v + 3] = a.w;
                     B.w[8 * v + 4] = c.x; B.w[8 * v + 5] = c.y; B.w[8 * v + 6] = c.z; B.w[8 * v + 7] = c.w;
                 }
-            }
-#pragma unroll
-            for (int t = 0; t < MT; ++t) {
-                ldg_words<FL / 2>(x_t + ((u32)t * (u32)K + (u32)b), B.x[t]);
             }
             return;
         }
@@ -133,6 +130,14 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
                 B.w[8 * v + 4] = c.x; B.w[8 * v + 5] = c.y; B.w[8 * v + 6] = c.z; B.w[8 * v + 7] = c.w;
             }
         }
+    };
+    // x of batch b (after pdl_wait: the kernel before this one may still be writing it)
+    auto load_x = [&](int b, Batch& B) {
+        if constexpr (KF) {
+#pragma unroll
+            for (int t = 0; t < MT; ++t) ldg_words<FL / 2>(x_t + ((u32)t * (u32)K + (u32)b), B.x[t]);
+            return;
+        }
 #pragma unroll
         for (int t = 0; t < MT; ++t) {
             const u16* px = x + (size_t)t * K + b;
@@ -147,6 +152,10 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
                 }
             }
         }
+    };
+    auto load = [&](int b, Batch& B) {
+        load_w(b, B);
+        load_x(b, B);
     };
 
     u32 zc[VW][4];   // (1024 + z) for the column pairs of the current group
@@ -249,8 +258,14 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
                 }
     };
 
+    pdl_trigger();
+    Batch cur, nxt;
+    // PF: the first batch's weights are requested before waiting for the kernel before this one (see pdl_wait)
+    const bool first = PF && cols_ok && r_begin < r_end;
+    if (first) load_w(r_begin, cur);
+    pdl_wait();
+    if (first) load_x(r_begin, cur);
     if (cols_ok) {
-        Batch cur, nxt;
         int gcur = -1;
         auto batch = [&](int b, const Batch& B, auto exact) {
             const int g = group_of(b, gm, gmask);  // a batch never crosses a group (host: G % 32 == 0 or one group)
@@ -262,8 +277,8 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
         };
         const awqfmt::flag<false> fast;
         if constexpr (PF) {
-            // two batches per trip, the buffers swap roles: no register copies between batches
-            if (r_begin < r_end) load(r_begin, cur);
+            // two batches per trip, the buffers swap roles: no register copies between batches (the first
+            // batch was loaded above)
             for (int b = r_begin; b < r_end; b += 2 * FL) {
                 if (b + FL < r_end) load(b + FL, nxt);
                 batch(b, cur, fast);

@@ -31,6 +31,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .launch import launch_pdl, pdl_available
+
 # M up to this uses the skinny kernel, above it dequantize + cuBLAS (measured crossover, see
 # benchmarks/gemm/RESULTS.md).
 SKINNY_MAX_M = 64
@@ -242,6 +244,8 @@ def _default_zero_offset(layout_name: str) -> int:
 class _Prepared:
     """Device tensors and dimensions of one packed module."""
 
+    pdl_safe = False  # prepare() sets it: no kernel can still be writing these tensors
+
     def __init__(self, layout_name: str, tensors: Mapping[str, Any], *, bits: int, group_size: int,
                  scale_dtype: str, zero_offset: int | None, decode: str | None):
         cp = _cupy()
@@ -408,9 +412,13 @@ def _check(check: bool) -> None:
             raise GemmError(f"kernel failed: {exc}") from exc
 
 
-def _launch(kern, grid, block, args, what: str):
+def _launch(kern, grid, block, args, what: str, shared_mem: int = 0, pdl: bool = False):
+    """Launch on the current stream; pdl: with programmatic stream serialization (see awqfmt/gpu/launch.py)."""
     try:
-        kern(grid, block, args)
+        if pdl:
+            launch_pdl(kern, grid, block, args, shared_mem)
+        else:
+            kern(grid, block, args, shared_mem=shared_mem)
     except Exception as exc:
         raise GemmError(f"launching {what} failed: {exc}") from exc
 
@@ -422,7 +430,7 @@ def _stage_bytes(gptq: bool, wc: int, nt: int) -> int:
     return os_ + 512 * wc + 512 * nt
 
 
-def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
+def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False) -> dict:
     cfg = dict(_default_config(M))
     if config is None:
         config = TUNED.get(tuning_key(p, M))
@@ -483,15 +491,12 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
             np.int32(ups), np.int32(ch_log))
     grid = (col_tiles, splits, tok_tiles)
-    try:
-        kern(grid, (threads,), args, shared_mem=dyn)
-    except Exception as exc:
-        raise GemmError(f"launching {name} failed: {exc}") from exc
+    _launch(kern, grid, (threads,), args, name, shared_mem=dyn, pdl=pdl)
     return {"kernel": name, "grid": grid, "threads": threads, "units_per_split": ups, "chunk_units": CH,
-            "shared_mem": dyn}
+            "shared_mem": dyn, "pdl": pdl}
 
 
-def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
+def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False) -> dict:
     cfg = {"vw": 2, "fl": 8, "pf": 1, "waves": 1}
     if config is None:
         config = TUNED_GEMV.get(gemv_key(p, M))
@@ -525,8 +530,8 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None) -> dict:
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
             np.int32(rpt))
     grid = (col_tiles, splits, 1)
-    _launch(kern, grid, (256,), args, name)
-    return {"kernel": name, "grid": grid, "rows_per_thread": rpt}
+    _launch(kern, grid, (256,), args, name, pdl=pdl)
+    return {"kernel": name, "grid": grid, "rows_per_thread": rpt, "pdl": pdl}
 
 
 def _run_dequant(p: _Prepared, W) -> str:
@@ -595,11 +600,11 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
             raise GemmUnsupported("the gemv kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
         if M > GEMV_MAX_M:
             raise GemmUnsupported(f"the gemv kernel takes at most {GEMV_MAX_M} tokens (got M={M}); use skinny")
-        ran = _run_gemv(p, xd, y, M, config)
+        ran = _run_gemv(p, xd, y, M, config, pdl=p.pdl_safe and pdl_available())
     elif method == "skinny":
         if not p.skinny_ok:
             raise GemmUnsupported("the skinny kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
-        ran = _run_skinny(p, xd, y, M, config)
+        ran = _run_skinny(p, xd, y, M, config, pdl=p.pdl_safe and pdl_available())
     elif method == "dequant":
         W = _dequant_buffer(p.K * p.N).reshape(p.K, p.N)
         ran = {"kernel": _run_dequant(p, W) + " + cupy.matmul"}
@@ -617,9 +622,16 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
 
 def prepare(layout_name: str, tensors: Mapping[str, Any], *, bits: int = 4, group_size: int,
             scale_dtype: str = "F16", zero_offset: int | None = None, decode: str | None = None) -> _Prepared:
-    """Upload and validate a module once (for repeated gemm_packed calls: pass the result as `tensors`)."""
-    return _Prepared(layout_name, tensors, bits=bits, group_size=group_size, scale_dtype=scale_dtype,
-                     zero_offset=zero_offset, decode=decode)
+    """Upload and validate a module once (for repeated gemm_packed calls: pass the result as `tensors`).
+
+    The result's device tensors are complete when this returns (it synchronizes the device), so the small-M
+    kernels may read them before the kernel ahead of them in the stream has finished (PDL, see
+    awqfmt/gpu/launch.py). Do not write into them afterwards."""
+    p = _Prepared(layout_name, tensors, bits=bits, group_size=group_size, scale_dtype=scale_dtype,
+                  zero_offset=zero_offset, decode=decode)
+    _cupy().cuda.Device().synchronize()
+    p.pdl_safe = True
+    return p
 
 
 def bytes_moved(K: int, N: int, M: int, group_size: int) -> int:

@@ -268,3 +268,111 @@ def test_errors_are_clear():
         gemm_packed("awq", tensors, x, group_size=32, method="gemv", config={"vw": 3})
     with pytest.raises(GemmError, match=r"bad skinny config .*warps 8/16"):
         gemm_packed("awq", tensors, x, group_size=32, method="skinny", config={"wc": 1, "nt": 2, "pf": 1, "warps": 12})
+
+
+# ---- programmatic dependent launch: kernels that start while the one before them is still finishing ------
+
+PDL_CHAIN_CASES = [("gemv", 1, None), ("gemv", 2, {"vw": 2, "fl": 4, "pf": 1, "waves": 1}),
+                   ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16}),
+                   ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0}), ("skinny", 5, {"wc": 1, "nt": 1, "pf": 1, "chk": 0})]
+
+
+def _square_module(rng, K, layout):
+    """K x K weights scaled so that y = x @ W keeps the size of x (a chain of them stays in fp16 range)."""
+    codes = rng.integers(0, 16, (K, K), dtype=np.uint8)
+    lo, hi = (1, 17) if layout == "gptq" else (0, 16)
+    zeros = rng.integers(lo, hi, (K // 128, K)).astype(np.uint16)
+    s = ((rng.random((K // 128, K)) * 0.5 + 0.75) / (6.0 * np.sqrt(K))).astype(np.float16)
+    return LogicalModule(bits=4, group_size=128, codes=codes, zeros=zeros, scales=s, scale_dtype="F16", g_idx=None)
+
+
+def _pdl_chain(layout, method, M, config, K, steps, use_graph, pingpong):
+    """x -> y1 -> y2 ...: each step reads the output the step before wrote, all launched back to back (no sync);
+    every third step goes through a CuPy kernel first (y * 1: a plain launch the PDL launch must wait for too).
+    distinct (pingpong False): each step writes its own NaN-poisoned buffer, all checked; pingpong: two buffers
+    in turn, so each step overwrites what the step before it read, and the last output is checked against the
+    float64 chain rounded to fp16 after every step."""
+    import cupy as cp
+
+    from awqfmt.gpu.gemm import prepare
+
+    rng, seed = _rng()
+    module = _square_module(rng, K, layout)
+    p = prepare(layout, {n: a for n, (a, _) in encode(get_spec(layout), module).items()}, group_size=128)
+    x0 = cp.asarray(rng.standard_normal((M, K)).astype(np.float16))
+    outs = [cp.full((M, K), cp.nan, dtype=cp.float16) for _ in range(2 if pingpong else steps)]
+    tmps = [cp.full((M, K), cp.nan, dtype=cp.float16) for _ in range(steps)]  # no allocation inside a capture
+    info: dict = {}
+    # compile and allocate the split-K workspace before any capture
+    gemm_packed(layout, p, x0, group_size=128, method=method, config=config, out=tmps[0])
+
+    def chain():
+        src = x0
+        for i in range(steps):
+            if i % 3 == 2:
+                cp.multiply(src, 1, out=tmps[i])
+                src = tmps[i]
+            out = outs[i % len(outs)]
+            gemm_packed(layout, p, src, group_size=128, method=method, config=config, out=out, info=info)
+            src = out
+
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        if use_graph:
+            stream.begin_capture()
+            chain()
+            stream.end_capture().launch(stream)
+        else:
+            chain()
+        stream.synchronize()
+    W = module.dequantize(np.float64)
+    where = f"layout={layout} method={method} M={M} config={config} graph={use_graph} pingpong={pingpong} seed={seed}"
+    assert info.get("pdl") is True, f"the launch did not use PDL: {info} ({where})"
+    prev = cp.asnumpy(x0).astype(np.float64)
+    for i in range(steps):
+        ref = prev @ W
+        if pingpong and i < steps - 1:
+            prev = ref.astype(np.float16).astype(np.float64)
+            continue
+        got = cp.asnumpy(outs[i % len(outs)]).astype(np.float64)
+        assert np.isfinite(got).all(), f"step {i}: non-finite output (a stale or unwritten read): {where}"
+        rel = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+        tol = 3 * TOL if pingpong else TOL  # pingpong: six steps of fp16 rounding on both sides
+        assert rel <= tol, f"step {i}: relative error {rel:.3g} > {tol}: {where}"
+        prev = got
+
+
+def _cc() -> int:
+    import cupy as cp
+
+    return int(cp.cuda.Device().compute_capability)
+
+
+@pytest.mark.parametrize("method,M,config", PDL_CHAIN_CASES)
+@pytest.mark.parametrize("layout", ["awq", "gptq"])
+@pytest.mark.parametrize("use_graph", [False, True])
+@pytest.mark.parametrize("pingpong", [False, True])
+def test_pdl_chain_reads_each_steps_output(method, M, config, layout, use_graph, pingpong):
+    if _cc() < 90:
+        pytest.skip("PDL needs compute capability 9.0")
+    _pdl_chain(layout, method, M, config, 4096, 6, use_graph, pingpong)
+
+
+def test_pdl_only_for_prepared_modules(monkeypatch):
+    """A module uploaded inside gemm_packed may still be in flight (its copies are kernels): launched plainly;
+    AWQFMT_PDL=0 turns PDL off for prepared modules too."""
+    from awqfmt.gpu.gemm import prepare
+
+    rng, _ = _rng()
+    module = make_module(rng, 1024, 512, 128)
+    tensors = {n: a for n, (a, _) in encode(get_spec("awq"), module).items()}
+    x = rng.standard_normal((1, 1024)).astype(np.float16)
+    info: dict = {}
+    gemm_packed("awq", tensors, x, group_size=128, method="gemv", info=info)
+    assert info["pdl"] is False
+    p = prepare("awq", tensors, group_size=128)
+    gemm_packed("awq", p, x, group_size=128, method="gemv", info=info)
+    assert info["pdl"] is (_cc() >= 90)
+    monkeypatch.setenv("AWQFMT_PDL", "0")
+    gemm_packed("awq", p, x, group_size=128, method="skinny", info=info)
+    assert info["pdl"] is False

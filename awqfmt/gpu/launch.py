@@ -1,0 +1,107 @@
+"""Kernel launches with programmatic dependent launch (PDL, Hopper and later), through the driver API.
+
+CuPy launches kernels with cuLaunchKernel, which takes no launch attributes. A launch with the attribute
+CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION may start while the kernel before it in the stream is
+still finishing: its blocks are scheduled as the earlier kernel's blocks exit, request their first weights,
+and wait in `griddepcontrol.wait` (pdl_wait in kernels/w4a16_common.cuh) before they read x or write
+anything. For the small-M kernels that hides the launch and the first loads' latency behind the tail of the
+kernel before (a decode step is a chain of such launches; CUDA-graph capture keeps the overlap).
+
+The kernels may read the module's tensors before that wait, so only modules that no kernel can still be
+writing may be launched this way: `gemm.prepare()` synchronizes after uploading and marks its result
+(`pdl_safe`); modules built inside a `gemm_packed` call are launched the plain way. AWQFMT_PDL=0 turns PDL off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6  # CUlaunchAttributeID (cuda.h)
+
+
+class _AttrValue(ctypes.Union):
+    _fields_ = [("pad", ctypes.c_char * 64), ("programmatic_stream_serialization_allowed", ctypes.c_int)]
+
+
+class _Attr(ctypes.Structure):
+    _fields_ = [("id", ctypes.c_int), ("pad", ctypes.c_char * 4), ("value", _AttrValue)]
+
+
+class _Config(ctypes.Structure):
+    _fields_ = [("grid_x", ctypes.c_uint), ("grid_y", ctypes.c_uint), ("grid_z", ctypes.c_uint),
+                ("block_x", ctypes.c_uint), ("block_y", ctypes.c_uint), ("block_z", ctypes.c_uint),
+                ("shared_mem", ctypes.c_uint), ("stream", ctypes.c_void_p),
+                ("attrs", ctypes.POINTER(_Attr)), ("num_attrs", ctypes.c_uint)]
+
+
+_state: dict[str, Any] = {}
+
+
+def _driver():
+    """libcuda's cuLaunchKernelEx, or None where the driver has none (CUDA < 12)."""
+    if "lib" not in _state:
+        lib = None
+        try:
+            cand = ctypes.CDLL("libcuda.so.1")
+            cand.cuLaunchKernelEx.restype = ctypes.c_int
+            cand.cuLaunchKernelEx.argtypes = [ctypes.POINTER(_Config), ctypes.c_void_p,
+                                              ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+            lib = cand
+        except (OSError, AttributeError):
+            pass
+        _state["lib"] = lib
+    return _state["lib"]
+
+
+def pdl_available() -> bool:
+    """PDL launches possible here: not turned off, the driver has cuLaunchKernelEx, compute capability >= 9.0."""
+    if os.environ.get("AWQFMT_PDL") == "0":
+        return False
+    key = "cc"
+    if key not in _state:
+        import cupy as cp
+
+        try:
+            _state[key] = int(cp.cuda.Device().compute_capability)
+        except Exception:
+            _state[key] = 0
+    return _state[key] >= 90 and _driver() is not None
+
+
+def _arg(a) -> ctypes._SimpleCData:
+    """A kernel argument as the C value the kernel's parameter expects."""
+    if hasattr(a, "data") and hasattr(a.data, "ptr"):  # cupy array: its device pointer
+        return ctypes.c_void_p(a.data.ptr)
+    if isinstance(a, np.generic):
+        ctype = {np.dtype(np.int32): ctypes.c_int32, np.dtype(np.uint32): ctypes.c_uint32,
+                 np.dtype(np.int64): ctypes.c_int64, np.dtype(np.uint64): ctypes.c_uint64,
+                 np.dtype(np.float32): ctypes.c_float}.get(a.dtype)
+        if ctype is not None:
+            return ctype(a.item())
+    raise TypeError(f"kernel argument of type {type(a).__name__} {getattr(a, 'dtype', '')} not supported")
+
+
+def launch_pdl(kern, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], shared_mem: int = 0) -> None:
+    """Launch CuPy kernel `kern` on the current CuPy stream with programmatic stream serialization allowed.
+    Raises RuntimeError with the driver's message when the launch fails."""
+    import cupy as cp
+
+    lib = _driver()
+    grid = tuple(grid) + (1,) * (3 - len(grid))
+    block = tuple(block) + (1,) * (3 - len(block))
+    values = [_arg(a) for a in args]
+    params = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values])
+    attr = _Attr(id=CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION)
+    attr.value.programmatic_stream_serialization_allowed = 1
+    cfg = _Config(*grid, *block, int(shared_mem), ctypes.c_void_p(cp.cuda.get_current_stream().ptr),
+                  ctypes.pointer(attr), 1)
+    func = ctypes.c_void_p(int(kern.kernel.ptr))
+    res = lib.cuLaunchKernelEx(ctypes.byref(cfg), func, params, None)
+    if res != 0:
+        msg = ctypes.c_char_p()
+        lib.cuGetErrorString(res, ctypes.byref(msg))
+        raise RuntimeError(f"cuLaunchKernelEx: {res} {msg.value.decode() if msg.value else ''}".strip())
