@@ -162,7 +162,7 @@ __device__ __forceinline__ u32 ldg_stream_u32(const void* p) {
     asm("ld.global.nc.L1::no_allocate" AWQFMT_LDG_L2_HINT ".u32 %0, [%1];" : "=r"(r) : "l"(p));
     return r;
 }
-// Small, reused data (activations, scales, zeros): read-only cached path.
+// Small, reused data that no kernel writes (scales, zeros): read-only cached path.
 __device__ __forceinline__ uint4 ldg_v4(const void* p) {
     uint4 r;
     asm("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
@@ -187,6 +187,43 @@ __device__ __forceinline__ int ldg_i32(const void* p) {
     int r;
     asm("ld.global.nc.s32 %0, [%1];" : "=r"(r) : "l"(p));
     return r;
+}
+// Activations: L2-coherent loads (.cg), not the read-only path. With PDL (see pdl_wait) x may still be being
+// written by the kernel before this one while this one starts, and `.nc` data must stay unchanged for the whole
+// kernel: ptxas moved an `ld.global.nc` of x above griddepcontrol.wait (run 13c), a `.cg` load it keeps after.
+__device__ __forceinline__ uint4 ldx_v4(const void* p) {
+    uint4 r;
+    asm("ld.global.cg.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ uint2 ldx_v2(const void* p) {
+    uint2 r;
+    asm("ld.global.cg.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ u32 ldx_u32(const void* p) {
+    u32 r;
+    asm("ld.global.cg.u32 %0, [%1];" : "=r"(r) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ u16 ldx_u16(const void* p) {
+    u16 r;
+    asm("ld.global.cg.u16 %0, [%1];" : "=h"(r) : "l"(p));
+    return r;
+}
+// N (1, 2 or 4) consecutive 32-bit words of x at p into out[0 .. N) with one vector load.
+template <int N>
+__device__ __forceinline__ void ldx_words(const void* p, u32* out) {
+    static_assert(N == 1 || N == 2 || N == 4, "1, 2 or 4 words");
+    if constexpr (N == 4) {
+        const uint4 v = ldx_v4(p);
+        out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+    } else if constexpr (N == 2) {
+        const uint2 v = ldx_v2(p);
+        out[0] = v.x; out[1] = v.y;
+    } else {
+        out[0] = ldx_u32(p);
+    }
 }
 // L2-coherent load/store of the split-K workspace (written by other blocks' atomics).
 __device__ __forceinline__ float ld_cg_f32(const float* p) {
@@ -233,10 +270,21 @@ __device__ __forceinline__ void pdl_trigger() {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
-__device__ __forceinline__ void pdl_wait() {
+template <class P>
+__device__ __forceinline__ void launder_ptr(P& p) {
+    asm volatile("" : "+l"(p)::"memory");
+}
+// Waits, then passes each of `after` (the pointers of data an earlier kernel may write: x) through an empty
+// volatile asm. The loads after the wait take their addresses from there, so the compiler cannot hoist them
+// above it: the ld.global.nc helpers are asm statements that it sees as pure functions of their address,
+// free to move across the wait's memory clobber (run 13c: with the first weights loaded before the wait, the
+// GEMV's first x load moved above it and read the previous kernel's x).
+template <class... P>
+__device__ __forceinline__ void pdl_wait(P&... after) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+    (launder_ptr(after), ...);
 }
 
 // ---- split-K completion ------------------------------------------------------------------------------------

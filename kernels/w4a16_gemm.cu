@@ -173,7 +173,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
             st.s[4 * v] = sv.x; st.s[4 * v + 1] = sv.y; st.s[4 * v + 2] = sv.z; st.s[4 * v + 3] = sv.w;
         }
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt) st.x[nt] = ldg_v4(x_t + (xo[nt] + (u32)(u << 5)));
+        for (int nt = 0; nt < NT; ++nt) st.x[nt] = ldx_v4(x_t + (xo[nt] + (u32)(u << 5)));
     };
 
     auto load = [&](int u, Stage& st) {
@@ -218,11 +218,11 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
             if (tok < M && kx < K) {
                 const u16* px = x + (size_t)tok * K + kx;
                 if ((K & 7) == 0) {
-                    xv = ldg_v4(px);
+                    xv = ldx_v4(px);
                 } else {
                     u32 e[8];
 #pragma unroll
-                    for (int j = 0; j < 8; ++j) e[j] = (kx + j < K) ? (u32)ldg_u16(px + j) : 0u;
+                    for (int j = 0; j < 8; ++j) e[j] = (kx + j < K) ? (u32)ldx_u16(px + j) : 0u;
                     xv = u4(e[0] | (e[1] << 16), e[2] | (e[3] << 16), e[4] | (e[5] << 16), e[6] | (e[7] << 16));
                 }
             }
@@ -556,7 +556,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     };
     pdl_trigger();
     if constexpr (ASYNC) {
-        pdl_wait();  // stages hold x next to the weights: nothing is loaded before the earlier kernels finish
+        pdl_wait(x, x_t);  // stages hold x next to the weights: nothing is loaded before the earlier kernels finish
 #pragma unroll
         for (int s = 0; s < STAGES - 1; ++s) {
             const int us = unit_of(s);
@@ -578,7 +578,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     } else {
         constexpr bool SPLIT2 = FAST && PF == 2;
         Stage cur, n1, n2;
-        if constexpr (!SPLIT2) pdl_wait();  // x is loaded with the weights
+        if constexpr (!SPLIT2) pdl_wait(x, x_t);  // x is loaded with the weights
         if constexpr (PF >= 1 && !SPLIT2) {
             if (unit_of(0) < u_end) load(unit_of(0), cur);
         }
@@ -594,7 +594,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
             // are the module's, which no kernel writes: see pdl_wait), x from the first unit's load_rest on
             if (unit_of(0) < u_end) load_w(unit_of(0), w0);
             if (unit_of(1) < u_end) load_w(unit_of(1), w1);
-            pdl_wait();
+            pdl_wait(x, x_t);
             if (unit_of(0) < u_end) load_rest(unit_of(0), r0);
 #define AWQFMT_FAST2_STEP(K6, WCUR, WNXT2, RCUR, RNXT)                                                     \
             {                                                                                              \

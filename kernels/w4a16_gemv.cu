@@ -133,22 +133,21 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     };
     // x of batch b (after pdl_wait: the kernel before this one may still be writing it)
     auto load_x = [&](int b, Batch& B) {
-        if constexpr (KF) {
-#pragma unroll
-            for (int t = 0; t < MT; ++t) ldg_words<FL / 2>(x_t + ((u32)t * (u32)K + (u32)b), B.x[t]);
-            return;
-        }
 #pragma unroll
         for (int t = 0; t < MT; ++t) {
-            const u16* px = x + (size_t)t * K + b;
-            if ((K & 7) == 0) {  // b is a multiple of FL and FL divides 8: the batch lies inside K, aligned
-                ldg_words<FL / 2>(px, B.x[t]);
+            if constexpr (KF) {
+                ldx_words<FL / 2>(x_t + ((u32)t * (u32)K + (u32)b), B.x[t]);
             } else {
+                const u16* px = x + (size_t)t * K + b;
+                if ((K & 7) == 0) {  // b is a multiple of FL and FL divides 8: the batch lies inside K, aligned
+                    ldx_words<FL / 2>(px, B.x[t]);
+                } else {
 #pragma unroll
-                for (int j = 0; j < FL / 2; ++j) {
-                    const u32 e0 = (b + 2 * j < K) ? (u32)ldg_u16(px + 2 * j) : 0u;
-                    const u32 e1 = (b + 2 * j + 1 < K) ? (u32)ldg_u16(px + 2 * j + 1) : 0u;
-                    B.x[t][j] = e0 | (e1 << 16);
+                    for (int j = 0; j < FL / 2; ++j) {
+                        const u32 e0 = (b + 2 * j < K) ? (u32)ldx_u16(px + 2 * j) : 0u;
+                        const u32 e1 = (b + 2 * j + 1 < K) ? (u32)ldx_u16(px + 2 * j + 1) : 0u;
+                        B.x[t][j] = e0 | (e1 << 16);
+                    }
                 }
             }
         }
@@ -263,7 +262,7 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     // PF: the first batch's weights are requested before waiting for the kernel before this one (see pdl_wait)
     const bool first = PF && cols_ok && r_begin < r_end;
     if (first) load_w(r_begin, cur);
-    pdl_wait();
+    pdl_wait(x, x_t);
     if (first) load_x(r_begin, cur);
     if (cols_ok) {
         int gcur = -1;

@@ -38,3 +38,14 @@ def test_nvcc_compiles(src, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout}\n{res.stderr}"
     assert "error" not in res.stderr.lower(), res.stderr
+
+
+@pytest.mark.parametrize("name", ["w4a16_gemv.cu", "w4a16_gemm.cu"])
+def test_activations_never_read_through_the_read_only_path(name):
+    """x may be written by the kernel before ours while ours starts (PDL, pdl_wait in w4a16_common.cuh): an
+    `ld.global.nc` load of it is free to move above the wait (run 13c saw exactly that), so x is read with the
+    coherent ldx_* helpers (or cp.async) only."""
+    text = (KDIR / name).read_text()
+    bad = re.findall(r"ldg_\w+(?:<[^>]*>)?\(\s*(?:x_t|x|px)\b", text)
+    assert not bad, f"{name} loads x through the read-only path: {bad}"
+    assert "ldx_" in text
