@@ -491,6 +491,7 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = Fal
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
             np.int32(ups), np.int32(ch_log))
     grid = (col_tiles, splits, tok_tiles)
+    pdl = pdl and bool(int(cfg.get("pdl", 1)))
     _launch(kern, grid, (threads,), args, name, shared_mem=dyn, pdl=pdl)
     return {"kernel": name, "grid": grid, "threads": threads, "units_per_split": ups, "chunk_units": CH,
             "shared_mem": dyn, "pdl": pdl}
@@ -530,6 +531,7 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
             np.int32(rpt))
     grid = (col_tiles, splits, 1)
+    pdl = pdl and bool(int(cfg.get("pdl", 1)))
     _launch(kern, grid, (256,), args, name, pdl=pdl)
     return {"kernel": name, "grid": grid, "rows_per_thread": rpt, "pdl": pdl}
 
@@ -572,7 +574,8 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
-    {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks}).
+    {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks};
+    both: pdl 0 launches a prepared module without programmatic dependent launch, see awqfmt/gpu/launch.py).
     method "gemv" takes 1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
     """
     cp = _cupy()
