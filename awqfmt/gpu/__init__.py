@@ -12,8 +12,9 @@ from .gemm import (
     gpu_available,
     kernels_dir,
     pick_method,
+    prepare,
     supports,
 )
 
 __all__ = ["GemmError", "GemmUnsupported", "dequantize_packed", "gemm_packed", "gpu_available", "kernels_dir", "pick_method",
-           "supports"]
+           "prepare", "supports"]
