@@ -583,15 +583,17 @@ def render_table(rows: list[dict], console=None, title: str | None = None, copy_
     from rich.table import Table
 
     t = Table(title=title or "W4A16 GEMM vs cuBLAS fp16 (ms, median; group 128)")
-    for col in ("K x N", "M", "method", "cuBLAS", "AWQ", "x cuBLAS", "target", "BW/copy", "logical(shift)",
-                "logical(lop3)", "GPTQ", "shift/AWQ", "rel err"):
+    for col in ("K x N", "M", "method", "cuBLAS", "AWQ", "x cuBLAS", "target", "x no PDL", "BW/copy",
+                "logical(shift)", "logical(lop3)", "GPTQ", "shift/AWQ", "rel err"):
         t.add_column(col, justify="right")
     for r in rows:
         tgt = r.get("target")
         met = r.get("target_met")
         mark = "" if tgt is None else (f"[green]>= {tgt} ok[/]" if met else f"[red]>= {tgt} MISS[/]")
-        t.add_row(f"{r['K']}x{r['N']}", str(r["M"]), str(r.get("method", "")), _f(r.get("cublas_ms")),
-                  _f(r.get("awq_ms")), _f(r.get("speedup"), 2), mark, _f(r.get("bw_frac"), 2),
+        method = str(r.get("method", "")) + (" +PDL" if r.get("pdl") else "")
+        t.add_row(f"{r['K']}x{r['N']}", str(r["M"]), method, _f(r.get("cublas_ms")),
+                  _f(r.get("awq_ms")), _f(r.get("speedup"), 2), mark,
+                  _f(r.get("speedup_no_pdl") if r.get("pdl") else None, 2), _f(r.get("bw_frac"), 2),
                   _f(r.get("logical_ms")), _f(r.get("logical_lop3_ms")), _f(r.get("gptq_ms")),
                   _f(r.get("logical_over_awq"), 3), _f(r.get("rel_err"), 6, sci=True))
     (console or Console()).print(t)
