@@ -211,20 +211,6 @@ __device__ __forceinline__ u16 ldx_u16(const void* p) {
     asm("ld.global.cg.u16 %0, [%1];" : "=h"(r) : "l"(p));
     return r;
 }
-// N (1, 2 or 4) consecutive 32-bit words of x at p into out[0 .. N) with one vector load.
-template <int N>
-__device__ __forceinline__ void ldx_words(const void* p, u32* out) {
-    static_assert(N == 1 || N == 2 || N == 4, "1, 2 or 4 words");
-    if constexpr (N == 4) {
-        const uint4 v = ldx_v4(p);
-        out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
-    } else if constexpr (N == 2) {
-        const uint2 v = ldx_v2(p);
-        out[0] = v.x; out[1] = v.y;
-    } else {
-        out[0] = ldx_u32(p);
-    }
-}
 // L2-coherent load/store of the split-K workspace (written by other blocks' atomics).
 __device__ __forceinline__ float ld_cg_f32(const float* p) {
     float r;
@@ -238,24 +224,34 @@ __device__ __forceinline__ void st_v4(void* p, u32 a, u32 b, u32 c, u32 d) {
     asm volatile("st.global.v4.u32 [%0], {%1,%2,%3,%4};" ::"l"(p), "r"(a), "r"(b), "r"(c), "r"(d));
 }
 
+// How a load goes: the read-only path, L1-cached (scales, zeros: reused); the read-only path without L1
+// allocation (weights: read once); L2-coherent (x, which the kernel before may write, see ldx_v4).
+enum LoadPath { LD_CACHED = 0, LD_STREAM = 1, LD_COHERENT = 2 };
+
 // N (1, 2 or 4) consecutive 32-bit words at p into out[0 .. N) with one vector load (16-, 8- or 4-byte aligned);
-// when !ok, zeros and nothing is read. STREAM: no L1 allocation (weights read once); else L1-cached (reused).
-template <int N, bool STREAM = false>
+// when !ok, zeros and nothing is read.
+template <int N, int PATH = LD_CACHED>
 __device__ __forceinline__ void ldg_words(const void* p, u32* out, bool ok = true) {
     static_assert(N == 1 || N == 2 || N == 4, "1, 2 or 4 words");
     if constexpr (N == 4) {
-        const uint4 v = ok ? (STREAM ? ldg_stream_v4(p) : ldg_v4(p)) : u4(0, 0, 0, 0);
+        const uint4 v = !ok ? u4(0, 0, 0, 0) : PATH == LD_STREAM ? ldg_stream_v4(p)
+                                             : PATH == LD_COHERENT ? ldx_v4(p) : ldg_v4(p);
         out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
     } else if constexpr (N == 2) {
-        const uint2 v = ok ? (STREAM ? ldg_stream_v2(p) : ldg_v2(p)) : u2(0, 0);
+        const uint2 v = !ok ? u2(0, 0) : PATH == LD_STREAM ? ldg_stream_v2(p)
+                                       : PATH == LD_COHERENT ? ldx_v2(p) : ldg_v2(p);
         out[0] = v.x; out[1] = v.y;
     } else {
-        out[0] = ok ? (STREAM ? ldg_stream_u32(p) : ldg_u32(p)) : 0u;
+        out[0] = !ok ? 0u : PATH == LD_STREAM ? ldg_stream_u32(p) : PATH == LD_COHERENT ? ldx_u32(p) : ldg_u32(p);
     }
 }
 template <int N>
 __device__ __forceinline__ void ldg_stream_words(const void* p, u32* out, bool ok = true) {
-    ldg_words<N, true>(p, out, ok);
+    ldg_words<N, LD_STREAM>(p, out, ok);
+}
+template <int N>
+__device__ __forceinline__ void ldx_words(const void* p, u32* out) {
+    ldg_words<N, LD_COHERENT>(p, out);
 }
 
 // ---- programmatic dependent launch (sm_90+) ------------------------------------------------------------------
