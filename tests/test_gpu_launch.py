@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -79,3 +80,61 @@ def test_arguments_become_the_kernels_c_types():
 def test_pdl_off_by_environment_needs_no_cupy(monkeypatch):
     monkeypatch.setenv("AWQFMT_PDL", "0")
     assert launch.pdl_available() is False
+
+
+class _RecordingDriver:
+    """Stands in for libcuda: decodes what cuLaunchKernelEx receives."""
+
+    def __init__(self, result: int = 0, n_params: int = 0):
+        self.calls: list[dict] = []
+        self.result = result
+        self.n_params = n_params
+
+    def cuLaunchKernelEx(self, cfg_ref, func, params, extra):
+        c = cfg_ref._obj
+        attr = c.attrs.contents
+        self.calls.append({
+            "grid": (c.grid_x, c.grid_y, c.grid_z), "block": (c.block_x, c.block_y, c.block_z),
+            "shared_mem": c.shared_mem, "stream": c.stream, "num_attrs": c.num_attrs, "attr_id": attr.id,
+            "pdl": attr.value.programmatic_stream_serialization_allowed, "func": func, "extra": extra,
+            # the 8 bytes each kernelParams entry points at, read while the caller's values are alive
+            "params": [ctypes.string_at(params[i], 8) for i in range(self.n_params)]})
+        return self.result
+
+    def cuGetErrorString(self, res, msg_ref):
+        msg_ref._obj.value = b"CUDA_ERROR_INVALID_VALUE"
+        return 0
+
+
+def _fake_cupy(stream_ptr: int):
+    import types
+
+    stream = types.SimpleNamespace(ptr=stream_ptr)
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(get_current_stream=lambda: stream))
+
+
+class _FakeKernel:
+    class kernel:
+        ptr = 0xABC0
+
+
+def test_launch_hands_the_driver_exactly_the_launch(monkeypatch):
+    args = (_FakeDeviceArray(), np.int32(-3), np.uint32(0xFFFFFFF0), np.uint64(1 << 40), np.float32(0.5))
+    drv = _RecordingDriver(n_params=len(args))
+    monkeypatch.setitem(launch._state, "lib", drv)
+    monkeypatch.setitem(__import__("sys").modules, "cupy", _fake_cupy(0x5150))
+    launch.launch_pdl(_FakeKernel, (16, 8), (256,), args, shared_mem=4096)
+    (call,) = drv.calls
+    assert call["grid"] == (16, 8, 1) and call["block"] == (256, 1, 1) and call["shared_mem"] == 4096
+    assert call["stream"] == 0x5150 and call["func"] == 0xABC0 and call["extra"] is None
+    assert (call["num_attrs"], call["attr_id"], call["pdl"]) == (1, 6, 1)
+    # kernelParams[i] points at argument i's value, in the kernel parameter's C type
+    ptr, i32, u32, u64, f32 = (struct.unpack_from(f, b)[0] for f, b in zip("QiIQf", call["params"]))
+    assert (ptr, i32, u32, u64, f32) == (_FakeDeviceArray.data.ptr, -3, 0xFFFFFFF0, 1 << 40, 0.5)
+
+
+def test_launch_failure_carries_the_drivers_message(monkeypatch):
+    monkeypatch.setitem(launch._state, "lib", _RecordingDriver(result=1))
+    monkeypatch.setitem(__import__("sys").modules, "cupy", _fake_cupy(0))
+    with pytest.raises(RuntimeError, match="cuLaunchKernelEx: 1 CUDA_ERROR_INVALID_VALUE"):
+        launch.launch_pdl(_FakeKernel, (1,), (32,), (np.int32(1),))
