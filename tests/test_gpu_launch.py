@@ -138,3 +138,24 @@ def test_launch_failure_carries_the_drivers_message(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "cupy", _fake_cupy(0))
     with pytest.raises(RuntimeError, match="cuLaunchKernelEx: 1 CUDA_ERROR_INVALID_VALUE"):
         launch.launch_pdl(_FakeKernel, (1,), (32,), (np.int32(1),))
+
+
+def test_pdl_needs_compute_capability_9_per_device(monkeypatch):
+    """Hopper and later only, decided per device (a host may mix GPU generations)."""
+    import types
+
+    current = {"dev": 0}
+    caps = {0: "90", 1: "80"}
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDevice=lambda: current["dev"]),
+        Device=lambda d: types.SimpleNamespace(compute_capability=caps[d])))
+    monkeypatch.setitem(__import__("sys").modules, "cupy", fake)
+    monkeypatch.setitem(launch._state, "lib", _RecordingDriver())
+    monkeypatch.setitem(launch._state, "cc", {})
+    monkeypatch.delenv("AWQFMT_PDL", raising=False)
+    assert launch.pdl_available() is True
+    current["dev"] = 1
+    assert launch.pdl_available() is False
+    monkeypatch.setitem(launch._state, "lib", None)  # a driver without cuLaunchKernelEx
+    current["dev"] = 0
+    assert launch.pdl_available() is False

@@ -61,15 +61,19 @@ def pdl_available() -> bool:
     """PDL launches possible here: not turned off, the driver has cuLaunchKernelEx, compute capability >= 9.0."""
     if os.environ.get("AWQFMT_PDL") == "0":
         return False
-    key = "cc"
-    if key not in _state:
-        import cupy as cp
+    import cupy as cp
 
+    try:
+        dev = cp.cuda.runtime.getDevice()
+    except Exception:
+        return False
+    ccs = _state.setdefault("cc", {})  # per device: one host may mix GPU generations
+    if dev not in ccs:
         try:
-            _state[key] = int(cp.cuda.Device().compute_capability)
+            ccs[dev] = int(cp.cuda.Device(dev).compute_capability)
         except Exception:
-            _state[key] = 0
-    return _state[key] >= 90 and _driver() is not None
+            ccs[dev] = 0
+    return ccs[dev] >= 90 and _driver() is not None
 
 
 _CTYPES = {np.dtype(np.int32): ctypes.c_int32, np.dtype(np.uint32): ctypes.c_uint32,
