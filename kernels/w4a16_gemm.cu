@@ -29,6 +29,9 @@
 //             through an fp32 workspace (atomicAdd) that the block completing a column tile converts to
 //             fp16 and zeroes again, so one launch does everything (workspace and counters start zeroed
 //             and are left zeroed).
+//   PDL     = launched with programmatic dependent launch (awqfmt/gpu/launch.py), FAST + PF 2 requests its first
+//             two units' weights before waiting for the kernel before it (pdl_wait); the other paths wait first.
+//             x is read through L2 (ldx_*), never the read-only path (see pdl_wait).
 //
 // Layouts (see w4a16_common.cuh): AWQ-interleaved and natural-order [K, N/8] words decoded with the
 // lop3 / 0x64006400 trick (dec_kpair_lop3), natural order with shifts and masks (dec_kpair_shift), and

@@ -34,6 +34,9 @@
 //             K splits (gridDim.y > 1): fp32 workspace atomics, and the block that completes a column tile
 //             converts it to fp16 and zeroes it again (one launch; workspace and counters start and end
 //             zeroed, shared with the skinny kernel).
+//   PDL     = launched with programmatic dependent launch (awqfmt/gpu/launch.py), a block requests its first
+//             batch of weights, then waits for the kernel before it (pdl_wait) before it reads x, which it reads
+//             through L2 (ldx_*: never the read-only path, see pdl_wait).
 
 #include "w4a16_common.cuh"
 
