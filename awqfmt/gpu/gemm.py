@@ -165,7 +165,9 @@ _workspaces: dict[int, tuple[Any, Any]] = {}
 
 
 def _workspace(n_float: int, n_counters: int):
-    """Zeroed fp32 split-K workspace and tile counters; the kernel leaves them zeroed after each launch."""
+    """Zeroed fp32 split-K workspace and tile counters; the kernel leaves them zeroed after each launch. One per
+    device: launches that share it must not run at the same time (one stream, or streams ordered by events;
+    README "Library"); a PDL launch touches it only after waiting for the kernel before it."""
     cp = _cupy()
     dev = cp.cuda.Device().id
     ws, ct = _workspaces.get(dev, (None, None))
