@@ -1,11 +1,12 @@
-"""Host-side arithmetic of the GPU launchers (no GPU needed): the division-free group index the kernels use."""
+"""Host-side arithmetic of the GPU launchers (no GPU needed): the division-free group index the kernels use, and
+the shared-memory opt-in."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from awqfmt.gpu.gemm import GemmUnsupported, group_magic
+from awqfmt.gpu.gemm import GemmError, GemmUnsupported, group_magic
 
 
 def kernel_group_of(i: np.ndarray, gm: int, gmask: int) -> np.ndarray:
@@ -31,3 +32,45 @@ def test_group_magic_refuses_what_32_bits_cannot_hold():
     # i * d must stay below 2^32 for the multiply-high form to be exact; 2^20 indices with d = 2^13 is over
     with pytest.raises(GemmUnsupported, match="32-bit"):
         group_magic(8191, 1 << 20)
+
+
+class _Kern:
+    """What _allow_dynamic_smem reads and sets of a CuPy kernel."""
+
+    def __init__(self, static, current=0, fail=False):
+        self.shared_size_bytes = static
+        self._max = current
+        self.fail = fail
+        self.set_to = None
+
+    @property
+    def max_dynamic_shared_size_bytes(self):
+        return self._max
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, v):
+        if self.fail:
+            raise RuntimeError("CUDA_ERROR_INVALID_VALUE")
+        self._max = self.set_to = v
+
+
+def test_dynamic_smem_opt_in_counts_static_plus_dynamic():
+    from awqfmt.gpu.gemm import _allow_dynamic_smem
+
+    k = _Kern(static=16 * 1024)
+    _allow_dynamic_smem(k, 40 * 1024, "k")  # 56 KiB in all: over the default 48 KiB although dynamic is not
+    assert k.set_to == 40 * 1024
+    k = _Kern(static=8 * 1024)
+    _allow_dynamic_smem(k, 40 * 1024, "k")  # exactly 48 KiB: no opt-in needed
+    assert k.set_to is None
+    k = _Kern(static=0, current=100 * 1024)
+    _allow_dynamic_smem(k, 60 * 1024, "k")  # already allowed more
+    assert k.set_to is None
+    _allow_dynamic_smem(_Kern(static=60 * 1024, fail=True), 0, "k")  # no dynamic memory: nothing to ask for
+
+
+def test_dynamic_smem_refusal_is_a_gemm_error():
+    from awqfmt.gpu.gemm import _allow_dynamic_smem
+
+    with pytest.raises(GemmError, match=r"cannot give w4a16_skinny<x> 200000 bytes"):
+        _allow_dynamic_smem(_Kern(static=1024, fail=True), 200000, "w4a16_skinny<x>")

@@ -432,6 +432,27 @@ def _stage_bytes(gptq: bool, wc: int, nt: int) -> int:
     return os_ + 512 * wc + 512 * nt
 
 
+SMEM_DEFAULT_LIMIT = 48 * 1024  # static + dynamic shared memory a block gets without opting in
+
+
+def _allow_dynamic_smem(kern, dyn: int, name: str) -> None:
+    """Opt `kern` into `dyn` bytes of dynamic shared memory where its static plus dynamic total passes the 48 KiB
+    a block gets by default (the limit counts both, not the dynamic part alone)."""
+    if not dyn:
+        return
+    try:
+        static = int(kern.shared_size_bytes)
+    except Exception:
+        static = 0
+    if static + dyn <= SMEM_DEFAULT_LIMIT:
+        return
+    try:
+        if int(kern.max_dynamic_shared_size_bytes) < dyn:
+            kern.max_dynamic_shared_size_bytes = dyn
+    except Exception as exc:
+        raise GemmError(f"cannot give {name} {dyn} bytes of shared memory: {exc}") from exc
+
+
 def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False) -> dict:
     cfg = dict(_default_config(M))
     if config is None:
@@ -465,12 +486,7 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = Fal
     name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf},{chk},{kf},{warps}>"
     kern = _kernel(_GEMM_SRC, name)
     dyn = 8 * pf * _stage_bytes(p.gptq, wc, nt) if pf >= 3 else 0
-    if dyn > 48 * 1024:
-        try:
-            if int(kern.max_dynamic_shared_size_bytes) < dyn:
-                kern.max_dynamic_shared_size_bytes = dyn
-        except Exception as exc:
-            raise GemmError(f"cannot give {name} {dyn} bytes of shared memory: {exc}") from exc
+    _allow_dynamic_smem(kern, dyn, name)
     n_units = -(-K // 32)
     col_tiles = -(-N // (64 * wc))
     tok_tiles = -(-M // (8 * nt))
