@@ -63,3 +63,15 @@ def test_hold_off_by_environment(monkeypatch, spins):
     monkeypatch.setitem(bench._hold_state, "ns", 0)  # what AWQFMT_BENCH_HOLD=0 sets at import
     out = _samples(FakeClock(launch_s=1.0), monkeypatch, n=2)
     assert spins == [] and out == [10.0, 20.0]
+
+
+def test_summary_counts_targets_with_and_without_pdl():
+    rows = [
+        {"K": 8192, "N": 8192, "M": 1, "speedup": 3.25, "target": 3.0, "target_met": True, "target_met_no_pdl": False},
+        {"K": 8192, "N": 8192, "M": 16, "speedup": 2.38, "target": 2.5, "target_met": False, "target_met_no_pdl": False},
+        {"K": 8192, "N": 28672, "M": 16, "speedup": 2.51, "target": 2.5, "target_met": True},  # ran without PDL
+        {"K": 8192, "N": 8192, "M": 256, "speedup": 0.44, "target": None, "target_met": None},
+    ]
+    s = bench.summarize(rows)
+    assert (s["targets_checked"], s["targets_met"], s["targets_met_no_pdl"]) == (3, 2, 1)
+    assert s["missed"] == ["8192x8192 M=16: 2.38x < 2.5x"]
