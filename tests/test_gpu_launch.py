@@ -8,6 +8,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +123,7 @@ def test_launch_hands_the_driver_exactly_the_launch(monkeypatch):
     args = (_FakeDeviceArray(), np.int32(-3), np.uint32(0xFFFFFFF0), np.uint64(1 << 40), np.float32(0.5))
     drv = _RecordingDriver(n_params=len(args))
     monkeypatch.setitem(launch._state, "lib", drv)
-    monkeypatch.setitem(__import__("sys").modules, "cupy", _fake_cupy(0x5150))
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(0x5150))
     launch.launch_pdl(_FakeKernel, (16, 8), (256,), args, shared_mem=4096)
     (call,) = drv.calls
     assert call["grid"] == (16, 8, 1) and call["block"] == (256, 1, 1) and call["shared_mem"] == 4096
@@ -135,7 +136,7 @@ def test_launch_hands_the_driver_exactly_the_launch(monkeypatch):
 
 def test_launch_failure_carries_the_drivers_message(monkeypatch):
     monkeypatch.setitem(launch._state, "lib", _RecordingDriver(result=1))
-    monkeypatch.setitem(__import__("sys").modules, "cupy", _fake_cupy(0))
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(0))
     with pytest.raises(RuntimeError, match="cuLaunchKernelEx: 1 CUDA_ERROR_INVALID_VALUE"):
         launch.launch_pdl(_FakeKernel, (1,), (32,), (np.int32(1),))
 
@@ -149,7 +150,7 @@ def test_pdl_needs_compute_capability_9_per_device(monkeypatch):
     fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
         runtime=types.SimpleNamespace(getDevice=lambda: current["dev"]),
         Device=lambda d: types.SimpleNamespace(compute_capability=caps[d])))
-    monkeypatch.setitem(__import__("sys").modules, "cupy", fake)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.setitem(launch._state, "lib", _RecordingDriver())
     monkeypatch.setitem(launch._state, "cc", {})
     monkeypatch.delenv("AWQFMT_PDL", raising=False)
