@@ -1,0 +1,245 @@
+// Tensor-core W4A16 GEMM for up to 16 tokens on weights pre-arranged in mma fragment order ("frag" layout):
+// y[M, N] = x[M, K] @ W[K, N], M <= 16, fp32 accumulation, fp16 output.
+//
+// Why a second layout: the skinny kernel (w4a16_gemm.cu) reads the checkpoint's words as they are, so each
+// thread gathers one 4-byte word from each of 8 rows per 32 k (8 loads), byte-permutes rows into k-pairs, and
+// applies zero point and scale every 32 k; at M = 16 that kernel is latency- and issue-bound (NOTES run 10-13).
+// Here the words were rearranged once, on the GPU, when the module was prepared (awqfmt/gpu/fragment.py), so
+// that one 16-byte load per lane is exactly its B fragments for 8 mma (16 k x 64 columns per warp), decoded by
+// the lop3 / 0x64006400 trick with no byte permute, and zero point and scale are applied once per group.
+// It is a device-side copy: the checkpoint's layout (AWQ, natural, GPTQ) is unchanged; the other kernels keep
+// reading it directly.
+//
+// mma    = m16n8k16, A = x (16 tokens x 16 k), B = weights (16 k x 8 columns), C = 16 tokens x 8 columns.
+//          Lane (r = lane / 4, c = lane % 4): A a0 = x[r][k(2c, 2c+1)], a1 = x[r+8][same], a2 = x[r][k(2c+8, +9)],
+//          a3 = x[r+8][same]; B b0 = W[k(2c, 2c+1)][col r], b1 = W[k(2c+8, +9)][col r]; C c0 = (r, 2c),
+//          c1 = (r, 2c+1), c2 = (r+8, 2c), c3 = (r+8, 2c+1).
+// k order = a 64-k block ("kb") is 4 mma steps s. At step s, mma k index 2c + h (a0, a1, b0) and 2c + 8 + h
+//          (a2, a3, b1) stand for k = 64 kb + 16c + 4s + 2b + h with b = 0 and 1 (h: low/high half), so one lane's
+//          x for a whole kb is the 32 contiguous bytes x[row][64 kb + 16c .. + 15] (two 16-byte loads per row).
+// frag   = qf [N/64][K/64][4 steps][32 lanes] of 16 bytes (4 words). Word w of lane (r, c) at step s holds
+//          mma column tiles j = 2w (nibbles 0-1, 4-5) and 2w + 1 (nibbles 2-3, 6-7): nibble e = (p = e % 4,
+//          h = e / 4) is W[k = 64 kb + 16c + 4s + 2(p % 2) + h][col = 64 T + 8(2w + p / 2) + r]. So
+//          (word >> 4p) & 0x000F000F | 0x64006400 is (1024 + q) for the k-pair of b0 (p even) or b1 (p odd).
+//          zf [N/64][n_g][8 r][8 j] bytes: the zero point of column 64 T + 8j + r (any value 0..255: GPTQ v1's
+//          stored z - 1 is already undone). sf [N/64][n_g][4 c][8 j][2] 16-bit scales (fp16 or bf16 bits) of
+//          columns 64 T + 8j + 2c + h, the two C columns of lane c in tile j.
+// work   = block = W warps on one 64-column tile T (blockIdx.x) and a range of kb (blockIdx.y: the K split);
+//          each warp takes a contiguous share of the block's kb. Per kb a lane loads 4 x 16 bytes of weights and
+//          4 x 16 bytes of x; PF kb of loads are in flight (registers) while one is computed.
+// dequant= B = (1024 + q) - (1024 + z), exact in fp16 (hsub2); the mma sums x (q - z) in fp32 per group into
+//          `part`, and at the group's end acc += s * part in fp32: no precision lost to an fp16 product, fp16
+//          and bf16 scales alike, and per group (not per 32 k) zero and scale work.
+// reduce = the W warps' fragments summed in shared memory; K splits through the fp32 workspace and tile
+//          counters shared with the other kernels (split_arrive), in the same launch.
+// PDL    = a block requests its first PF kb of weights, zeros and scales (which no kernel writes), then waits
+//          (pdl_wait) before it reads x (through L2: ldx_*) or writes anything.
+//
+// Host requirements (awqfmt/gpu/gemm.py checks them): K % 64 == 0, N % 64 == 0, G % 64 == 0 or one group,
+// 1 <= M <= 16, 16-byte aligned x rows (K % 8 == 0).
+
+#include "w4a16_common.cuh"
+
+// (1024 + z) in both fp16 halves, from byte j (0..3) of a zeros word: bytes (z, 0x64, z, 0x64).
+template <int J>
+__device__ __forceinline__ u32 zero_pair(u32 zw) {
+    return prmt<(u32)(J | (4 << 4) | (J << 8) | (4 << 12))>(zw, 0x64u);
+}
+
+template <int BF16, int PF, int W>
+__global__ void __launch_bounds__(32 * W, 1)
+w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
+           const uint4* __restrict__ qf,     // [N/64][K/64][4][32] (16 bytes each)
+           const uint2* __restrict__ zf,     // [N/64][n_g][8]
+           const uint4* __restrict__ sf,     // [N/64][n_g][4][2]
+           u16* __restrict__ y,              // [M, N] fp16
+           float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit)
+           u32* __restrict__ counters,       // [gridDim.x] (zero on entry and exit)
+           int M, int K, int N, int n_g, u32 gm, u32 gmask, int kb_per_split)
+{
+    static_assert(PF == 1 || PF == 2, "PF is 1 or 2 kb of loads in flight (3 spills)");
+    static_assert(W == 4 || W == 8, "4 or 8 warps (the reduction buffer is 4 KiB per warp)");
+    constexpr int S = PF + 1;  // register stages
+
+    __shared__ float red[W][32][32];  // [warp][fragment register][lane]
+    __shared__ int s_last;
+
+    const int tid = threadIdx.x;
+    const int lane = tid & 31, warp = tid >> 5;
+    const int r = lane >> 2, c = lane & 3;
+    const int T = blockIdx.x;
+    const int n_kb = K >> 6;
+
+    pdl_trigger();
+
+    // this warp's kb: a contiguous share of the block's range
+    const int b_lo = blockIdx.y * kb_per_split;
+    const int b_hi = min(n_kb, b_lo + kb_per_split);
+    const int per_warp = (b_hi - b_lo + W - 1) / W;
+    const int w_lo = min(b_hi, b_lo + warp * per_warp);
+    const int n = min(b_hi, w_lo + per_warp) - w_lo;
+
+    // per-thread bases, 32-bit offsets from them (see `opaque`)
+    const uint4* q_t = opaque(qf + ((size_t)T * n_kb + w_lo) * 128 + lane);
+    const uint2* z_t = opaque(zf + (size_t)T * n_g * 8 + r);
+    const uint4* s_t = opaque(sf + ((size_t)T * n_g * 4 + c) * 2);
+    const u16* x_t = opaque(x);
+    const u32 xo_lo = (u32)min(r, M - 1) * (u32)K + (u32)(64 * w_lo + 16 * c);
+    const u32 xo_hi = (u32)min(r + 8, M - 1) * (u32)K + (u32)(64 * w_lo + 16 * c);
+
+    struct Stage {
+        uint4 w[4];   // steps 0-3
+        uint4 x[4];   // row r: k 0-7, 8-15 of the lane's 16; row r + 8: the same
+        uint2 z;      // zeros of the kb's group (loaded at a group's first kb, or the warp's first)
+        uint4 s[2];   // scales of the same group
+    };
+    // kb i (0-based within the warp) starts a group: the warp's first, or the first of its group
+    auto starts_group = [&](int i) {
+        return i == 0 || group_of(w_lo + i, gm, gmask) != group_of(w_lo + i - 1, gm, gmask);
+    };
+    auto ends_group = [&](int i) {
+        return i == n - 1 || group_of(w_lo + i, gm, gmask) != group_of(w_lo + i + 1, gm, gmask);
+    };
+    auto load_w = [&](int i, Stage& st) {  // weights, zeros, scales: nothing an earlier kernel writes
+        const u32 o = (u32)i * 128u;
+#pragma unroll
+        for (int s = 0; s < 4; ++s) st.w[s] = ldg_stream_v4(q_t + (o + 32u * s));
+        if (starts_group(i)) {
+            const u32 g = (u32)group_of(w_lo + i, gm, gmask);
+            st.z = ldg_v2(z_t + g * 8u);
+            st.s[0] = ldg_v4(s_t + g * 8u);
+            st.s[1] = ldg_v4(s_t + g * 8u + 1u);
+        }
+    };
+    auto load_x = [&](int i, Stage& st) {
+        const u32 o = (u32)i * 64u;
+        st.x[0] = ldx_v4(x_t + (xo_lo + o));
+        st.x[1] = ldx_v4(x_t + (xo_lo + o + 8u));
+        st.x[2] = ldx_v4(x_t + (xo_hi + o));
+        st.x[3] = ldx_v4(x_t + (xo_hi + o + 8u));
+    };
+
+    float acc[8][4], part[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int v = 0; v < 4; ++v) acc[j][v] = part[j][v] = 0.f;
+    u32 zc[8];     // (1024 + z) pairs of the current group, column tile j
+    float sc[16];  // its scales: sc[2j + h] for C column 2c + h of tile j
+
+    auto mma = [](float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    };
+
+    auto compute = [&](int i, const Stage& st) {
+        if (starts_group(i)) {
+            zc[0] = zero_pair<0>(st.z.x); zc[1] = zero_pair<1>(st.z.x);
+            zc[2] = zero_pair<2>(st.z.x); zc[3] = zero_pair<3>(st.z.x);
+            zc[4] = zero_pair<0>(st.z.y); zc[5] = zero_pair<1>(st.z.y);
+            zc[6] = zero_pair<2>(st.z.y); zc[7] = zero_pair<3>(st.z.y);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                sc[e] = scale_f<BF16>(half_of(st.s[0], e));
+                sc[8 + e] = scale_f<BF16>(half_of(st.s[1], e));
+            }
+        }
+        const u32 xr[8] = {st.x[0].x, st.x[0].y, st.x[0].z, st.x[0].w, st.x[1].x, st.x[1].y, st.x[1].z, st.x[1].w};
+        const u32 xh[8] = {st.x[2].x, st.x[2].y, st.x[2].z, st.x[2].w, st.x[3].x, st.x[3].y, st.x[3].z, st.x[3].w};
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+            const u32 wv[4] = {st.w[s].x, st.w[s].y, st.w[s].z, st.w[s].w};
+#pragma unroll
+            for (int w = 0; w < 4; ++w) {
+                const u32 h0 = lop3_and_or(wv[w], 0x000F000Fu, AWQFMT_MAGIC);
+                const u32 h1 = lop3_and_or(wv[w] >> 4, 0x000F000Fu, AWQFMT_MAGIC);
+                const u32 h2 = lop3_and_or(wv[w] >> 8, 0x000F000Fu, AWQFMT_MAGIC);
+                const u32 h3 = lop3_and_or(wv[w] >> 12, 0x000F000Fu, AWQFMT_MAGIC);
+                mma(part[2 * w], xr[2 * s], xh[2 * s], xr[2 * s + 1], xh[2 * s + 1],
+                    hsub2(h0, zc[2 * w]), hsub2(h1, zc[2 * w]));
+                mma(part[2 * w + 1], xr[2 * s], xh[2 * s], xr[2 * s + 1], xh[2 * s + 1],
+                    hsub2(h2, zc[2 * w + 1]), hsub2(h3, zc[2 * w + 1]));
+            }
+        }
+        if (ends_group(i)) {
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                acc[j][0] += sc[2 * j] * part[j][0];
+                acc[j][1] += sc[2 * j + 1] * part[j][1];
+                acc[j][2] += sc[2 * j] * part[j][2];
+                acc[j][3] += sc[2 * j + 1] * part[j][3];
+                part[j][0] = part[j][1] = part[j][2] = part[j][3] = 0.f;
+            }
+        }
+    };
+
+    // ---- main loop: PF kb of loads in flight, stage (i mod S) computed while i + PF loads
+    Stage st[S];
+#pragma unroll
+    for (int p = 0; p < PF; ++p)
+        if (p < n) load_w(p, st[p]);
+    pdl_wait(x_t);
+#pragma unroll
+    for (int p = 0; p < PF; ++p)
+        if (p < n) load_x(p, st[p]);
+    for (int i0 = 0; i0 < n; i0 += S) {
+#pragma unroll
+        for (int p = 0; p < S; ++p) {
+            const int i = i0 + p;
+            if (i < n) {
+                if (i + PF < n) {
+                    load_w(i + PF, st[(p + PF) % S]);
+                    load_x(i + PF, st[(p + PF) % S]);
+                }
+                compute(i, st[p]);
+            }
+        }
+    }
+
+    // ---- block reduction: fragments in shared memory (lane fastest: no bank conflicts), summed over warps
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int v = 0; v < 4; ++v) red[warp][4 * j + v][lane] = acc[j][v];
+    __syncthreads();
+
+    const int col0 = T * 64;
+    const bool whole = (b_lo == 0 && b_hi == n_kb);  // this block alone covers the tile's K
+    for (int e = tid; e < M * 64; e += 32 * W) {
+        const int tok = e >> 6, col = e & 63;
+        const int j = col >> 3, cc = col & 7;
+        const int v = (cc & 1) + 2 * (tok >> 3);
+        const int ln = 4 * (tok & 7) + (cc >> 1);
+        float sum = 0.f;
+#pragma unroll
+        for (int ww = 0; ww < W; ++ww) sum += red[ww][4 * j + v][ln];
+        const size_t o = (size_t)tok * N + col0 + col;
+        if (whole) y[o] = f2h(sum);
+        else atomicAdd(&ws[o], sum);
+    }
+    if (!whole) {
+        // ---- split K: the block that completes the tile's kb converts the workspace to fp16 and zeroes it
+        __syncthreads();
+        if (tid == 0) s_last = split_arrive(&counters[T], (u32)(b_hi - b_lo), (u32)n_kb);
+        __syncthreads();
+        if (s_last) {
+            for (int e = tid; e < M * 64; e += 32 * W) {
+                const size_t o = (size_t)(e >> 6) * N + col0 + (e & 63);
+                y[o] = f2h(ld_cg_f32(&ws[o]));
+                st_cg_f32(&ws[o], 0.f);
+            }
+            if (tid == 0) counters[T] = 0u;
+        }
+    }
+}
+
+#ifdef AWQFMT_INSTANTIATE_ALL
+// Explicit instantiations so that an offline nvcc build (tests/test_kernels_compile.py) checks the template
+// body; at run time NVRTC instantiates only what is launched.
+#define AWQFMT_FRAG(BF, PF, W)                                                                                  \
+    template __global__ void w4a16_frag<BF, PF, W>(const u16*, const uint4*, const uint2*, const uint4*, u16*,  \
+                                                  float*, u32*, int, int, int, int, u32, u32, int);
+AWQFMT_FRAG(0, 1, 8) AWQFMT_FRAG(0, 2, 8) AWQFMT_FRAG(1, 1, 8) AWQFMT_FRAG(1, 2, 8)
+AWQFMT_FRAG(0, 1, 4) AWQFMT_FRAG(0, 2, 4) AWQFMT_FRAG(1, 2, 4)
+#endif
