@@ -46,7 +46,7 @@ __device__ __forceinline__ u32 zero_pair(u32 zw) {
     return prmt<(u32)(J | (4 << 4) | (J << 8) | (4 << 12))>(zw, 0x64u);
 }
 
-template <int BF16, int PF, int W>
+template <int BF16, int D, int PF, int W>
 __global__ void __launch_bounds__(32 * W, 1)
 w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
            const uint4* __restrict__ qf,     // [N/64][K/64][4][32] (16 bytes each)
@@ -57,12 +57,15 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
            u32* __restrict__ counters,       // [gridDim.x] (zero on entry and exit)
            int M, int K, int N, int n_g, u32 gm, u32 gmask, int kb_per_split)
 {
-    static_assert(PF == 1 || PF == 2, "PF is 1 or 2 kb of loads in flight (3 spills)");
+    static_assert(D >= 2 && D <= 8, "D is 2 to 8 shared-memory stages of weights per warp");
+    static_assert(PF == 1 || PF == 2, "PF is 1 or 2 kb of x, zeros and scales in flight (registers)");
     static_assert(W == 4 || W == 8, "4 or 8 warps (the reduction buffer is 4 KiB per warp)");
     constexpr int S = PF + 1;  // register stages
+    constexpr u32 KB_BYTES = 4 * 32 * 16;  // one warp's weights of one kb
 
     __shared__ float red[W][32][32];  // [warp][fragment register][lane]
     __shared__ int s_last;
+    extern __shared__ __align__(16) unsigned char dsmem[];  // [W][D][KB_BYTES]: each lane's own 16-byte slots
 
     const int tid = threadIdx.x;
     const int lane = tid & 31, warp = tid >> 5;
@@ -86,9 +89,21 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
     const u16* x_t = opaque(x);
     const u32 xo_lo = (u32)min(r, M - 1) * (u32)K + (u32)(64 * w_lo + 16 * c);
     const u32 xo_hi = (u32)min(r + 8, M - 1) * (u32)K + (u32)(64 * w_lo + 16 * c);
+    const u32 ring = smem_addr(dsmem) + (u32)warp * (D * KB_BYTES) + 16u * lane;
+
+    // Weights stream through a per-warp ring of D shared-memory stages filled by cp.async: D - 1 kb in flight
+    // without holding registers (run 14: with the weights in registers, 8 warps per SM kept too few bytes in
+    // flight). Each lane copies and reads back only its own 16-byte slots, so no barrier is needed.
+    auto load_w = [&](int i) {  // weights of kb i into stage i % D, one commit group (empty past the end)
+        if (i < n) {
+            const u32 dst = ring + (u32)(i % D) * KB_BYTES;
+#pragma unroll
+            for (int s = 0; s < 4; ++s) cp_async<16>(dst + 512u * s, q_t + ((u32)i * 128u + 32u * s), true);
+        }
+        cp_async_commit();
+    };
 
     struct Stage {
-        uint4 w[4];   // steps 0-3
         uint4 x[4];   // row r: k 0-7, 8-15 of the lane's 16; row r + 8: the same
         uint2 z;      // zeros of the kb's group (loaded at a group's first kb, or the warp's first)
         uint4 s[2];   // scales of the same group
@@ -100,10 +115,7 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
     auto ends_group = [&](int i) {
         return i == n - 1 || group_of(w_lo + i, gm, gmask) != group_of(w_lo + i + 1, gm, gmask);
     };
-    auto load_w = [&](int i, Stage& st) {  // weights, zeros, scales: nothing an earlier kernel writes
-        const u32 o = (u32)i * 128u;
-#pragma unroll
-        for (int s = 0; s < 4; ++s) st.w[s] = ldg_stream_v4(q_t + (o + 32u * s));
+    auto load_zs = [&](int i, Stage& st) {  // zeros and scales: nothing an earlier kernel writes
         if (starts_group(i)) {
             const u32 g = (u32)group_of(w_lo + i, gm, gmask);
             st.z = ldg_v2(z_t + g * 8u);
@@ -145,11 +157,13 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
                 sc[8 + e] = scale_f<BF16>(half_of(st.s[1], e));
             }
         }
+        const u32 src = ring + (u32)(i % D) * KB_BYTES;
         const u32 xr[8] = {st.x[0].x, st.x[0].y, st.x[0].z, st.x[0].w, st.x[1].x, st.x[1].y, st.x[1].z, st.x[1].w};
         const u32 xh[8] = {st.x[2].x, st.x[2].y, st.x[2].z, st.x[2].w, st.x[3].x, st.x[3].y, st.x[3].z, st.x[3].w};
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
-            const u32 wv[4] = {st.w[s].x, st.w[s].y, st.w[s].z, st.w[s].w};
+            const uint4 wq = lds_v4(src + 512u * s);
+            const u32 wv[4] = {wq.x, wq.y, wq.z, wq.w};
 #pragma unroll
             for (int w = 0; w < 4; ++w) {
                 const u32 h0 = lop3_and_or(wv[w], 0x000F000Fu, AWQFMT_MAGIC);
@@ -174,11 +188,12 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
         }
     };
 
-    // ---- main loop: PF kb of loads in flight, stage (i mod S) computed while i + PF loads
+    // ---- main loop: weights D - 1 kb ahead (shared memory), x, zeros and scales PF kb ahead (registers)
     Stage st[S];
+    for (int i = 0; i < D - 1; ++i) load_w(i);
 #pragma unroll
     for (int p = 0; p < PF; ++p)
-        if (p < n) load_w(p, st[p]);
+        if (p < n) load_zs(p, st[p]);
     pdl_wait(x_t);
 #pragma unroll
     for (int p = 0; p < PF; ++p)
@@ -189,10 +204,12 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
             const int i = i0 + p;
             if (i < n) {
                 if (i + PF < n) {
-                    load_w(i + PF, st[(p + PF) % S]);
+                    load_zs(i + PF, st[(p + PF) % S]);
                     load_x(i + PF, st[(p + PF) % S]);
                 }
+                cp_async_wait<D - 2>();  // this lane's copies of kb i have landed (D - 2 younger groups may not)
                 compute(i, st[p]);
+                load_w(i + D - 1);       // into the stage of kb i - 1, read back by this lane in the last round
             }
         }
     }
@@ -237,9 +254,9 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
 #ifdef AWQFMT_INSTANTIATE_ALL
 // Explicit instantiations so that an offline nvcc build (tests/test_kernels_compile.py) checks the template
 // body; at run time NVRTC instantiates only what is launched.
-#define AWQFMT_FRAG(BF, PF, W)                                                                                  \
-    template __global__ void w4a16_frag<BF, PF, W>(const u16*, const uint4*, const uint2*, const uint4*, u16*,  \
-                                                  float*, u32*, int, int, int, int, u32, u32, int);
-AWQFMT_FRAG(0, 1, 8) AWQFMT_FRAG(0, 2, 8) AWQFMT_FRAG(1, 1, 8) AWQFMT_FRAG(1, 2, 8)
-AWQFMT_FRAG(0, 1, 4) AWQFMT_FRAG(0, 2, 4) AWQFMT_FRAG(1, 2, 4)
+#define AWQFMT_FRAG(BF, D, PF, W)                                                                               \
+    template __global__ void w4a16_frag<BF, D, PF, W>(const u16*, const uint4*, const uint2*, const uint4*, u16*, \
+                                                     float*, u32*, int, int, int, int, u32, u32, int);
+AWQFMT_FRAG(0, 4, 1, 8) AWQFMT_FRAG(0, 4, 2, 8) AWQFMT_FRAG(0, 8, 1, 8) AWQFMT_FRAG(0, 2, 1, 4)
+AWQFMT_FRAG(1, 4, 1, 8) AWQFMT_FRAG(1, 6, 2, 4) AWQFMT_FRAG(0, 6, 2, 4)
 #endif

@@ -386,10 +386,12 @@ def gemv_candidate_configs(M: int) -> list[dict]:
 
 
 def frag_candidate_configs(M: int) -> list[dict]:
-    """frag-kernel configurations worth timing: pf 1-2 blocks of 64 k in flight per warp, 8 or 4 warps per
-    block, and the blocks to aim for as a multiple of the SM count (one block per SM fits the registers)."""
-    return [{"pf": 2, "warps": 8, "waves": 1}, {"pf": 1, "warps": 8, "waves": 1}, {"pf": 2, "warps": 4, "waves": 2},
-            {"pf": 2, "warps": 8, "waves": 2}, {"pf": 1, "warps": 4, "waves": 2}]
+    """frag-kernel configurations worth timing: d shared-memory stages of weights per warp (d - 1 blocks of 64 k
+    in flight), pf blocks of x/zeros/scales in flight (registers), 8 or 4 warps per block, and the blocks to
+    aim for as a multiple of what fits on the GPU at once."""
+    return [{"d": 4, "pf": 1, "warps": 8}, {"d": 6, "pf": 1, "warps": 8}, {"d": 8, "pf": 1, "warps": 8},
+            {"d": 4, "pf": 2, "warps": 8}, {"d": 6, "pf": 1, "warps": 4}, {"d": 8, "pf": 1, "warps": 4},
+            {"d": 4, "pf": 1, "warps": 8, "waves": 2}]
 
 
 def m_bucket(M: int) -> int:
@@ -597,25 +599,27 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
 
 
 def _run_frag(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False) -> dict:
-    cfg = {"pf": 2, "warps": 8, "waves": 1}
+    cfg = {"d": 4, "pf": 1, "warps": 8, "waves": 1}
     if config is None:
         config = TUNED_FRAG.get(gemv_key(p, M))
     if config:
         cfg.update(config)
-    pf, warps = int(cfg["pf"]), int(cfg["warps"])
-    if pf not in (1, 2) or warps not in (4, 8) or not 1 <= M <= FRAG_MAX_M:
-        raise GemmError(f"bad frag config {cfg} or M={M} (pf 1/2, warps 4/8, M 1..{FRAG_MAX_M})")
+    d, pf, warps = int(cfg["d"]), int(cfg["pf"]), int(cfg["warps"])
+    if not 2 <= d <= 8 or pf not in (1, 2) or warps not in (4, 8) or not 1 <= M <= FRAG_MAX_M:
+        raise GemmError(f"bad frag config {cfg} or M={M} (d 2..8, pf 1/2, warps 4/8, M 1..{FRAG_MAX_M})")
     qf, zf, sf = p.fragment()
     K, N = p.K, p.N
-    name = f"w4a16_frag<{int(p.bf16)},{pf},{warps}>"
+    name = f"w4a16_frag<{int(p.bf16)},{d},{pf},{warps}>"
     kern = _kernel(_FRAG_SRC, name)
     threads = 32 * warps
+    dyn = warps * d * 2048  # each warp's ring of d stages of 4 x 32 x 16 bytes (kernels/w4a16_frag.cu)
+    _allow_dynamic_smem(kern, dyn, name)
     col_tiles = N // 64
     n_kb = K // 64
     if cfg.get("splits"):
         splits = int(cfg["splits"])
     else:
-        target = cfg.get("target_blocks") or float(cfg.get("waves", 1)) * _sm_count() * _blocks_per_sm(kern, threads)
+        target = cfg.get("target_blocks") or float(cfg.get("waves", 1)) * _sm_count() * _blocks_per_sm(kern, threads, dyn)
         splits = int(round(target / col_tiles))
     splits = max(1, min(splits, n_kb // warps or 1))  # every warp gets at least one block of 64 k
     kps = -(-n_kb // splits)
@@ -627,8 +631,8 @@ def _run_frag(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
             np.uint32(gmask), np.int32(kps))
     grid = (col_tiles, splits, 1)
     pdl = pdl and bool(int(cfg.get("pdl", 1)))
-    _launch(kern, grid, (threads,), args, name, pdl=pdl)
-    return {"kernel": name, "grid": grid, "threads": threads, "kb_per_split": kps, "pdl": pdl}
+    _launch(kern, grid, (threads,), args, name, shared_mem=dyn, pdl=pdl)
+    return {"kernel": name, "grid": grid, "threads": threads, "kb_per_split": kps, "shared_mem": dyn, "pdl": pdl}
 
 
 def _run_dequant(p: _Prepared, W) -> str:
@@ -670,7 +674,7 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "gemv" | "frag" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
     {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks};
-    frag: {pf, warps, waves | target_blocks | splits};
+    frag: {d, pf, warps, waves | target_blocks | splits};
     both: pdl 0 launches a prepared module without programmatic dependent launch, see awqfmt/gpu/launch.py).
     method "gemv" takes 1 to GEMV_MAX_M tokens, "frag" 1 to FRAG_MAX_M. info: if a dict is passed, it receives what ran.
     """

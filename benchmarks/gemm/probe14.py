@@ -60,7 +60,7 @@ def main() -> None:
                 rel = float(np.linalg.norm(got - ref) / np.linalg.norm(ref)) if np.isfinite(got).all() else float("nan")
                 print(f"{K}x{N} M={M} frag {cfg} grid={info.get('grid')} rel_err={rel:.2e}", flush=True)
                 cands[f"frag {cfg}"] = ("frag", cfg)
-                cands[f"frag {cfg} noPDL"] = ("frag", dict(cfg, pdl=0))
+                pass
             cands["skinny"] = ("skinny", SKINNY16.get((K, N), SKINNY16_DEFAULT) if M > 1 else
                                {"wc": 2, "nt": 1, "pf": 1, "chk": 0})
             if M == 1:

@@ -273,7 +273,7 @@ def test_errors_are_clear():
 # ---- programmatic dependent launch: kernels that start while the one before them is still finishing ------
 
 PDL_CHAIN_CASES = [("gemv", 1, None), ("gemv", 2, {"vw": 2, "fl": 4, "pf": 1, "waves": 1}),
-                   ("frag", 16, {"pf": 2, "warps": 8, "waves": 1}), ("frag", 1, {"pf": 1, "warps": 4, "waves": 2}),
+                   ("frag", 16, {"d": 4, "pf": 1, "warps": 8}), ("frag", 1, {"d": 6, "pf": 2, "warps": 4}),
                    ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16}),
                    ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0}), ("skinny", 5, {"wc": 1, "nt": 1, "pf": 1, "chk": 0})]
 
@@ -391,8 +391,8 @@ def test_frag_layout_group(layout, G, M):
     assert info["kernel"].startswith("w4a16_frag<")
 
 
-@pytest.mark.parametrize("config", frag_candidate_configs(16) + [{"pf": 1, "warps": 8, "splits": 3},
-                                                                 {"pf": 2, "warps": 4, "splits": 64}])
+@pytest.mark.parametrize("config", frag_candidate_configs(16) + [{"d": 2, "pf": 1, "warps": 8, "splits": 3},
+                                                                 {"d": 3, "pf": 2, "warps": 4, "splits": 64}])
 @pytest.mark.parametrize("layout", ["awq", "gptq"])
 @pytest.mark.parametrize("K,N,G", [(4096, 256, 128), (2048, 1024, 64), (1280, 64, -1)])
 def test_frag_configs(config, layout, K, N, G):
