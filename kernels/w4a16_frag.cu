@@ -10,20 +10,21 @@
 // It is a device-side copy: the checkpoint's layout (AWQ, natural, GPTQ) is unchanged; the other kernels keep
 // reading it directly.
 //
-// mma    = m16n8k16, A = x (16 tokens x 16 k), B = weights (16 k x 8 columns), C = 16 tokens x 8 columns.
-//          Lane (r = lane / 4, c = lane % 4): A a0 = x[r][k(2c, 2c+1)], a1 = x[r+8][same], a2 = x[r][k(2c+8, +9)],
-//          a3 = x[r+8][same]; B b0 = W[k(2c, 2c+1)][col r], b1 = W[k(2c+8, +9)][col r]; C c0 = (r, 2c),
-//          c1 = (r, 2c+1), c2 = (r+8, 2c), c3 = (r+8, 2c+1).
-// k order = a 64-k block ("kb") is 4 mma steps s. At step s, mma k index 2c + h (a0, a1, b0) and 2c + 8 + h
-//          (a2, a3, b1) stand for k = 64 kb + 16c + 4s + 2b + h with b = 0 and 1 (h: low/high half), so one lane's
-//          x for a whole kb is the 32 contiguous bytes x[row][64 kb + 16c .. + 15] (two 16-byte loads per row).
-// frag   = qf [N/64][K/64][4 steps][32 lanes] of 16 bytes (4 words). Word w of lane (r, c) at step s holds
-//          mma column tiles j = 2w (nibbles 0-1, 4-5) and 2w + 1 (nibbles 2-3, 6-7): nibble e = (p = e % 4,
-//          h = e / 4) is W[k = 64 kb + 16c + 4s + 2(p % 2) + h][col = 64 T + 8(2w + p / 2) + r]. So
-//          (word >> 4p) & 0x000F000F | 0x64006400 is (1024 + q) for the k-pair of b0 (p even) or b1 (p odd).
-//          zf [N/64][n_g][8 r][8 j] bytes: the zero point of column 64 T + 8j + r (any value 0..255: GPTQ v1's
-//          stored z - 1 is already undone). sf [N/64][n_g][4 c][8 j][2] 16-bit scales (fp16 or bf16 bits) of
-//          columns 64 T + 8j + 2c + h, the two C columns of lane c in tile j.
+// mma    = m16n8k16 with the weights as A (16 columns x 16 k) and x as B (16 k x 8 tokens; NT token tiles of 8),
+//          C = 16 columns x 8 tokens. Lane (r = lane / 4, c = lane % 4): a0 = W[col r][k-pair 2c], a1 = W[col r+8][2c],
+//          a2 = W[col r][2c+8], a3 = W[col r+8][2c+8]; b0 = x[token r][k-pair 2c], b1 = x[token r][2c+8]; c0, c1 =
+//          (col r, tokens 2c, 2c+1), c2, c3 = (col r+8, the same). Both operands come out of one load each in the
+//          register order mma wants: a_p is one lop3 of the lane's word, (b0, b1) two adjacent words of its x load
+//          (with x as the A operand, ptxas copied 4 registers into place before every mma: run 14b).
+// k order = a 64-k block ("kb") is 4 mma steps s. At step s, mma k-pair 2c (a0, a1, b0) and 2c + 8 (a2, a3, b1)
+//          stand for k = 64 kb + 16c + 4s + {0, 1} and + {2, 3}, so one lane's x for a whole kb is the 32 contiguous
+//          bytes x[token][64 kb + 16c .. + 15] (two 16-byte loads per token row), words 2s, 2s + 1 at step s.
+// frag   = qf [N/64][K/64][4 steps][32 lanes] of 16 bytes (4 words). Word w of lane (r, c) at step s is the A
+//          fragment of column tile w (columns 64 T + 16w + 0..15): nibble e = 4h + 2b + u holds
+//          W[k = 64 kb + 16c + 4s + 2b + h][col = 64 T + 16w + 8u + r], so (word >> 4p) & 0x000F000F | 0x64006400
+//          is (1024 + q) of a_p. zf [N/64][n_g][8 r][8 j] bytes, j = 2w + u: the zero point of column
+//          64 T + 16w + 8u + r (any value 0..255: GPTQ v1's stored z - 1 is already undone); sf the same for the
+//          16-bit scales (fp16 or bf16 bits). The lane's 8 columns are the same for A's rows and C's rows.
 // work   = block = W warps on one 64-column tile T (blockIdx.x) and a range of kb (blockIdx.y: the K split);
 //          each warp takes a contiguous share of the block's kb. Per kb a lane loads 4 x 16 bytes of weights and
 //          4 x 16 bytes of x; PF kb of loads are in flight (registers) while one is computed.
@@ -46,12 +47,12 @@ __device__ __forceinline__ u32 zero_pair(u32 zw) {
     return prmt<(u32)(J | (4 << 4) | (J << 8) | (4 << 12))>(zw, 0x64u);
 }
 
-template <int BF16, int D, int PF, int W>
+template <int BF16, int NT, int D, int PF, int W>
 __global__ void __launch_bounds__(32 * W, 1)
 w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
            const uint4* __restrict__ qf,     // [N/64][K/64][4][32] (16 bytes each)
            const uint2* __restrict__ zf,     // [N/64][n_g][8]
-           const uint4* __restrict__ sf,     // [N/64][n_g][4][2]
+           const uint4* __restrict__ sf,     // [N/64][n_g][8]
            u16* __restrict__ y,              // [M, N] fp16
            float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit)
            u32* __restrict__ counters,       // [gridDim.x] (zero on entry and exit)
@@ -60,10 +61,11 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
     static_assert(D >= 2 && D <= 8, "D is 2 to 8 shared-memory stages of weights per warp");
     static_assert(PF == 1 || PF == 2, "PF is 1 or 2 kb of x, zeros and scales in flight (registers)");
     static_assert(W == 4 || W == 8, "4 or 8 warps (the reduction buffer is 4 KiB per warp)");
+    static_assert(NT == 1 || NT == 2, "1 or 2 tiles of 8 tokens");
     constexpr int S = PF + 1;  // register stages
     constexpr u32 KB_BYTES = 4 * 32 * 16;  // one warp's weights of one kb
 
-    __shared__ float red[W][32][32];  // [warp][fragment register][lane]
+    __shared__ float red[W][16 * NT][32];  // [warp][fragment register][lane]
     __shared__ int s_last;
     extern __shared__ __align__(16) unsigned char dsmem[];  // [W][D][KB_BYTES]: each lane's own 16-byte slots
 
@@ -85,7 +87,7 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
     // per-thread bases, 32-bit offsets from them (see `opaque`)
     const uint4* q_t = opaque(qf + ((size_t)T * n_kb + w_lo) * 128 + lane);
     const uint2* z_t = opaque(zf + (size_t)T * n_g * 8 + r);
-    const uint4* s_t = opaque(sf + ((size_t)T * n_g * 4 + c) * 2);
+    const uint4* s_t = opaque(sf + (size_t)T * n_g * 8 + r);
     const u16* x_t = opaque(x);
     const u32 xo_lo = (u32)min(r, M - 1) * (u32)K + (u32)(64 * w_lo + 16 * c);
     const u32 xo_hi = (u32)min(r + 8, M - 1) * (u32)K + (u32)(64 * w_lo + 16 * c);
@@ -104,9 +106,9 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
     };
 
     struct Stage {
-        uint4 x[4];   // row r: k 0-7, 8-15 of the lane's 16; row r + 8: the same
-        uint2 z;      // zeros of the kb's group (loaded at a group's first kb, or the warp's first)
-        uint4 s[2];   // scales of the same group
+        uint4 x[NT][2];  // token r (+ 8 nt): the lane's 16 k, words 0-3 and 4-7
+        uint2 z;         // zeros of the kb's group (loaded at a group's first kb, or the warp's first)
+        uint4 s;         // scales of the same group
     };
     // kb i (0-based within the warp) starts a group: the warp's first, or the first of its group
     auto starts_group = [&](int i) {
@@ -119,25 +121,28 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
         if (starts_group(i)) {
             const u32 g = (u32)group_of(w_lo + i, gm, gmask);
             st.z = ldg_v2(z_t + g * 8u);
-            st.s[0] = ldg_v4(s_t + g * 8u);
-            st.s[1] = ldg_v4(s_t + g * 8u + 1u);
+            st.s = ldg_v4(s_t + g * 8u);
         }
     };
     auto load_x = [&](int i, Stage& st) {
         const u32 o = (u32)i * 64u;
-        st.x[0] = ldx_v4(x_t + (xo_lo + o));
-        st.x[1] = ldx_v4(x_t + (xo_lo + o + 8u));
-        st.x[2] = ldx_v4(x_t + (xo_hi + o));
-        st.x[3] = ldx_v4(x_t + (xo_hi + o + 8u));
+        st.x[0][0] = ldx_v4(x_t + (xo_lo + o));
+        st.x[0][1] = ldx_v4(x_t + (xo_lo + o + 8u));
+        if constexpr (NT == 2) {
+            st.x[NT - 1][0] = ldx_v4(x_t + (xo_hi + o));
+            st.x[NT - 1][1] = ldx_v4(x_t + (xo_hi + o + 8u));
+        }
     };
 
-    float acc[8][4], part[8][4];
+    float acc[4][NT][4], part[4][NT][4];  // [column tile w][token tile][C register]
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
+    for (int w = 0; w < 4; ++w)
 #pragma unroll
-        for (int v = 0; v < 4; ++v) acc[j][v] = part[j][v] = 0.f;
-    u32 zc[8];     // (1024 + z) pairs of the current group, column tile j
-    float sc[16];  // its scales: sc[2j + h] for C column 2c + h of tile j
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int v = 0; v < 4; ++v) acc[w][nt][v] = part[w][nt][v] = 0.f;
+    u32 zc[8];    // (1024 + z) pairs of the current group: column 16w + 8u + r at 2w + u
+    float sc[8];  // its scales, the same columns
 
     auto mma = [](float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
         asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -152,39 +157,41 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
             zc[4] = zero_pair<0>(st.z.y); zc[5] = zero_pair<1>(st.z.y);
             zc[6] = zero_pair<2>(st.z.y); zc[7] = zero_pair<3>(st.z.y);
 #pragma unroll
-            for (int e = 0; e < 8; ++e) {
-                sc[e] = scale_f<BF16>(half_of(st.s[0], e));
-                sc[8 + e] = scale_f<BF16>(half_of(st.s[1], e));
-            }
+            for (int j = 0; j < 8; ++j) sc[j] = scale_f<BF16>(half_of(st.s, j));
         }
         const u32 src = ring + (u32)(i % D) * KB_BYTES;
-        const u32 xr[8] = {st.x[0].x, st.x[0].y, st.x[0].z, st.x[0].w, st.x[1].x, st.x[1].y, st.x[1].z, st.x[1].w};
-        const u32 xh[8] = {st.x[2].x, st.x[2].y, st.x[2].z, st.x[2].w, st.x[3].x, st.x[3].y, st.x[3].z, st.x[3].w};
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
             const uint4 wq = lds_v4(src + 512u * s);
             const u32 wv[4] = {wq.x, wq.y, wq.z, wq.w};
+            u32 b[NT][2];  // words 2s, 2s + 1 of the lane's 16 k: adjacent registers of one load
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+                const uint4& xv = st.x[nt][s >> 1];
+                b[nt][0] = (s & 1) ? xv.z : xv.x;
+                b[nt][1] = (s & 1) ? xv.w : xv.y;
+            }
 #pragma unroll
             for (int w = 0; w < 4; ++w) {
-                const u32 h0 = lop3_and_or(wv[w], 0x000F000Fu, AWQFMT_MAGIC);
-                const u32 h1 = lop3_and_or(wv[w] >> 4, 0x000F000Fu, AWQFMT_MAGIC);
-                const u32 h2 = lop3_and_or(wv[w] >> 8, 0x000F000Fu, AWQFMT_MAGIC);
-                const u32 h3 = lop3_and_or(wv[w] >> 12, 0x000F000Fu, AWQFMT_MAGIC);
-                mma(part[2 * w], xr[2 * s], xh[2 * s], xr[2 * s + 1], xh[2 * s + 1],
-                    hsub2(h0, zc[2 * w]), hsub2(h1, zc[2 * w]));
-                mma(part[2 * w + 1], xr[2 * s], xh[2 * s], xr[2 * s + 1], xh[2 * s + 1],
-                    hsub2(h2, zc[2 * w + 1]), hsub2(h3, zc[2 * w + 1]));
+                const u32 a0 = hsub2(lop3_and_or(wv[w], 0x000F000Fu, AWQFMT_MAGIC), zc[2 * w]);
+                const u32 a1 = hsub2(lop3_and_or(wv[w] >> 4, 0x000F000Fu, AWQFMT_MAGIC), zc[2 * w + 1]);
+                const u32 a2 = hsub2(lop3_and_or(wv[w] >> 8, 0x000F000Fu, AWQFMT_MAGIC), zc[2 * w]);
+                const u32 a3 = hsub2(lop3_and_or(wv[w] >> 12, 0x000F000Fu, AWQFMT_MAGIC), zc[2 * w + 1]);
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt) mma(part[w][nt], a0, a1, a2, a3, b[nt][0], b[nt][1]);
             }
         }
         if (ends_group(i)) {
 #pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                acc[j][0] += sc[2 * j] * part[j][0];
-                acc[j][1] += sc[2 * j + 1] * part[j][1];
-                acc[j][2] += sc[2 * j] * part[j][2];
-                acc[j][3] += sc[2 * j + 1] * part[j][3];
-                part[j][0] = part[j][1] = part[j][2] = part[j][3] = 0.f;
-            }
+            for (int w = 0; w < 4; ++w)
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt) {
+                    acc[w][nt][0] += sc[2 * w] * part[w][nt][0];
+                    acc[w][nt][1] += sc[2 * w] * part[w][nt][1];
+                    acc[w][nt][2] += sc[2 * w + 1] * part[w][nt][2];
+                    acc[w][nt][3] += sc[2 * w + 1] * part[w][nt][3];
+                    part[w][nt][0] = part[w][nt][1] = part[w][nt][2] = part[w][nt][3] = 0.f;
+                }
         }
     };
 
@@ -216,21 +223,23 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
 
     // ---- block reduction: fragments in shared memory (lane fastest: no bank conflicts), summed over warps
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
+    for (int w = 0; w < 4; ++w)
 #pragma unroll
-        for (int v = 0; v < 4; ++v) red[warp][4 * j + v][lane] = acc[j][v];
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int v = 0; v < 4; ++v) red[warp][(w * NT + nt) * 4 + v][lane] = acc[w][nt][v];
     __syncthreads();
 
     const int col0 = T * 64;
     const bool whole = (b_lo == 0 && b_hi == n_kb);  // this block alone covers the tile's K
     for (int e = tid; e < M * 64; e += 32 * W) {
         const int tok = e >> 6, col = e & 63;
-        const int j = col >> 3, cc = col & 7;
-        const int v = (cc & 1) + 2 * (tok >> 3);
-        const int ln = 4 * (tok & 7) + (cc >> 1);
+        // column 16w + 8u + r, token 8 nt + 2c + t: register (w, nt, 2u + t) of lane 4r + c
+        const int slot = ((col >> 4) * NT + (tok >> 3)) * 4 + 2 * ((col >> 3) & 1) + (tok & 1);
+        const int ln = 4 * (col & 7) + ((tok & 7) >> 1);
         float sum = 0.f;
 #pragma unroll
-        for (int ww = 0; ww < W; ++ww) sum += red[ww][4 * j + v][ln];
+        for (int ww = 0; ww < W; ++ww) sum += red[ww][slot][ln];
         const size_t o = (size_t)tok * N + col0 + col;
         if (whole) y[o] = f2h(sum);
         else atomicAdd(&ws[o], sum);
@@ -254,9 +263,9 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
 #ifdef AWQFMT_INSTANTIATE_ALL
 // Explicit instantiations so that an offline nvcc build (tests/test_kernels_compile.py) checks the template
 // body; at run time NVRTC instantiates only what is launched.
-#define AWQFMT_FRAG(BF, D, PF, W)                                                                               \
-    template __global__ void w4a16_frag<BF, D, PF, W>(const u16*, const uint4*, const uint2*, const uint4*, u16*, \
-                                                     float*, u32*, int, int, int, int, u32, u32, int);
-AWQFMT_FRAG(0, 4, 1, 8) AWQFMT_FRAG(0, 4, 2, 8) AWQFMT_FRAG(0, 8, 1, 8) AWQFMT_FRAG(0, 2, 1, 4)
-AWQFMT_FRAG(1, 4, 1, 8) AWQFMT_FRAG(1, 6, 2, 4) AWQFMT_FRAG(0, 6, 2, 4)
+#define AWQFMT_FRAG(BF, NT, D, PF, W)                                                                               \
+    template __global__ void w4a16_frag<BF, NT, D, PF, W>(const u16*, const uint4*, const uint2*, const uint4*, u16*, \
+                                                         float*, u32*, int, int, int, int, u32, u32, int);
+AWQFMT_FRAG(0, 2, 4, 1, 8) AWQFMT_FRAG(0, 2, 4, 2, 8) AWQFMT_FRAG(0, 2, 8, 1, 8) AWQFMT_FRAG(0, 1, 2, 1, 4)
+AWQFMT_FRAG(1, 2, 4, 1, 8) AWQFMT_FRAG(1, 1, 6, 2, 4) AWQFMT_FRAG(0, 1, 6, 2, 4)
 #endif

@@ -37,8 +37,9 @@ def test_every_weight_sits_where_the_kernel_reads_it():
 
 
 def test_lane_k_pairs_are_the_mma_fragments():
-    """Lane (r, c), step s: nibbles p and p + 4 of a word hold k and k + 1 of one column (one lop3 -> one half2),
-    p even/odd the b0/b1 k-pair, the column 8j + r of tile j = 2w + p // 2."""
+    """Lane (r, c), step s: nibbles p and p + 4 of word w hold k and k + 1 of one column (one lop3 -> one half2):
+    the A fragment register a_p of column tile w (16 columns): column 16w + r (+8 for odd p), k-pair 2c (+8 for
+    p >= 2) in the kernel's k order."""
     rng = np.random.default_rng(2)
     q = rng.integers(0, 16, (64, 64), dtype=np.uint8)
     qf, _, _ = to_fragment(np, q, np.zeros((1, 64), np.int16), np.zeros((1, 64), np.uint16))
@@ -50,8 +51,8 @@ def test_lane_k_pairs_are_the_mma_fragments():
                 for p in range(4):
                     lo = (words[s, lane, w] >> (4 * p)) & 0xF
                     hi = (words[s, lane, w] >> (4 * p + 16)) & 0xF
-                    k = 16 * c + 4 * s + 2 * (p % 2)
-                    col = 8 * (2 * w + p // 2) + r
+                    k = 16 * c + 4 * s + 2 * (p // 2)
+                    col = 16 * w + 8 * (p % 2) + r
                     assert (lo, hi) == (q[k, col], q[k + 1, col])
 
 
@@ -64,12 +65,10 @@ def test_zeros_and_scales_follow_the_fragments():
     for T in range(2):
         for g in range(2):
             for r in range(8):
-                for j in range(8):
-                    assert zf[T, g, r, j] == z[g, 64 * T + 8 * j + r]
-            for c in range(4):
-                for j in range(8):
-                    for h in range(2):
-                        assert sf[T, g, c, j, h] == s[g, 64 * T + 8 * j + 2 * c + h]
+                for w in range(4):
+                    for u in range(2):
+                        assert zf[T, g, r, 2 * w + u] == z[g, 64 * T + 16 * w + 8 * u + r]
+                        assert sf[T, g, r, 2 * w + u] == s[g, 64 * T + 16 * w + 8 * u + r]
 
 
 def test_round_trip():

@@ -6,10 +6,10 @@ decoded with the layout's own spec (field order and packed axis from specs/*.jso
 read (AWQ-interleaved, natural, GPTQ v1/v2) arrives at the same fragment words. Every function takes the array
 module `xp` (numpy or cupy) so that the CPU tests check exactly the code the GPU runs.
 
-    qf [N/64][K/64][4][32][4] int32: word w of lane (r, c) at step s of 64-k block kb, nibble e = 4h + p:
-        W[k = 64 kb + 16c + 4s + 2(p % 2) + h][n = 64 T + 8(2w + p // 2) + r]
-    zf [N/64][n_g][8 r][8 j] uint8: zero point of column 64 T + 8j + r
-    sf [N/64][n_g][4 c][8 j][2 h] 16-bit scale bits: column 64 T + 8j + 2c + h
+    qf [N/64][K/64][4][32][4] int32: word w of lane (r, c) at step s of 64-k block kb, nibble e = 4h + 2b + u:
+        W[k = 64 kb + 16c + 4s + 2b + h][n = 64 T + 16w + 8u + r]
+    zf [N/64][n_g][8 r][8 j] uint8, j = 2w + u: zero point of column 64 T + 16w + 8u + r
+    sf [N/64][n_g][8 r][8 j] 16-bit scale bits, the same columns
 """
 
 from __future__ import annotations
@@ -64,14 +64,15 @@ def to_fragment(xp, q, z, scale_bits) -> tuple[Any, Any, Any]:
     if int(z.min()) < 0 or int(z.max()) > 255:
         raise FragmentUnsupported("zero points outside 0..255 do not fit the frag layout's byte per zero")
     T, KB = N // TILE_N, K // BLOCK_K
-    # k = 64 kb + 16c + 4s + 2b + h, n = 64 T + 8(2w + jj) + r; nibble e = 4h + 2jj + b of word w, lane 4r + c
-    nib = q.reshape(KB, 4, 4, 2, 2, T, 4, 2, 8).transpose(5, 0, 2, 8, 1, 6, 4, 7, 3).reshape(T, KB, 4, 32, 4, 8)
+    # k = 64 kb + 16c + 4s + 2b + h, n = 64 T + 16w + 8u + r; nibble e = 4h + 2b + u of word w, lane 4r + c
+    nib = q.reshape(KB, 4, 4, 2, 2, T, 4, 2, 8).transpose(5, 0, 2, 8, 1, 6, 4, 3, 7).reshape(T, KB, 4, 32, 4, 8)
     words = xp.zeros((T, KB, 4, 32, 4), dtype=xp.uint32)
     for e in range(8):
         words |= nib[..., e].astype(xp.uint32) << np.uint32(4 * e)
     n_g = z.shape[0]
-    zf = xp.ascontiguousarray(z.astype(xp.uint8).reshape(n_g, T, 8, 8).transpose(1, 0, 3, 2))
-    sf = xp.ascontiguousarray(scale_bits.reshape(n_g, T, 8, 4, 2).transpose(1, 0, 3, 2, 4))
+    # zeros and scales of column 64 T + 16w + 8u + r at [T][g][r][2w + u]
+    zf = xp.ascontiguousarray(z.astype(xp.uint8).reshape(n_g, T, 4, 2, 8).transpose(1, 0, 4, 2, 3)).reshape(T, n_g, 8, 8)
+    sf = xp.ascontiguousarray(scale_bits.reshape(n_g, T, 4, 2, 8).transpose(1, 0, 4, 2, 3)).reshape(T, n_g, 8, 8)
     return words.view(xp.int32), zf, sf
 
 
@@ -82,10 +83,10 @@ def from_fragment(xp, qf, zf, sf) -> tuple[Any, Any, Any]:
     nib = xp.empty((*w.shape, 8), dtype=xp.uint8)
     for e in range(8):
         nib[..., e] = (w >> np.uint32(4 * e)) & np.uint32(0xF)
-    q = nib.reshape(T, KB, 4, 8, 4, 4, 2, 2, 2).transpose(1, 4, 2, 8, 6, 0, 5, 7, 3).reshape(KB * 64, T * 64)
+    q = nib.reshape(T, KB, 4, 8, 4, 4, 2, 2, 2).transpose(1, 4, 2, 7, 6, 0, 5, 8, 3).reshape(KB * 64, T * 64)
     n_g = zf.shape[1]
-    z = zf.transpose(1, 0, 3, 2).reshape(n_g, T * 64)
-    s = sf.transpose(1, 0, 3, 2, 4).reshape(n_g, T * 64)
+    z = zf.reshape(T, n_g, 8, 4, 2).transpose(1, 0, 3, 4, 2).reshape(n_g, T * 64)
+    s = sf.reshape(T, n_g, 8, 4, 2).transpose(1, 0, 3, 4, 2).reshape(n_g, T * 64)
     return xp.ascontiguousarray(q), xp.ascontiguousarray(z), xp.ascontiguousarray(s)
 
 
@@ -96,6 +97,6 @@ def fragment_position(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, ...]:
     s, kr = np.divmod(kr, 4)
     b, h = np.divmod(kr, 2)
     T, nr = np.divmod(n, 64)
-    j, r = np.divmod(nr, 8)
-    w, jj = np.divmod(j, 2)
-    return T, kb, s, 4 * r + c, w, 4 * h + 2 * jj + b
+    w, nr = np.divmod(nr, 16)
+    u, r = np.divmod(nr, 8)
+    return T, kb, s, 4 * r + c, w, 4 * h + 2 * b + u

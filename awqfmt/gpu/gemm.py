@@ -609,7 +609,8 @@ def _run_frag(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
         raise GemmError(f"bad frag config {cfg} or M={M} (d 2..8, pf 1/2, warps 4/8, M 1..{FRAG_MAX_M})")
     qf, zf, sf = p.fragment()
     K, N = p.K, p.N
-    name = f"w4a16_frag<{int(p.bf16)},{d},{pf},{warps}>"
+    nt = 1 if M <= 8 else 2  # token tiles of 8
+    name = f"w4a16_frag<{int(p.bf16)},{nt},{d},{pf},{warps}>"
     kern = _kernel(_FRAG_SRC, name)
     threads = 32 * warps
     dyn = warps * d * 2048  # each warp's ring of d stages of 4 x 32 x 16 bytes (kernels/w4a16_frag.cu)
