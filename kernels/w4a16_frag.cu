@@ -47,8 +47,10 @@ __device__ __forceinline__ u32 zero_pair(u32 zw) {
     return prmt<(u32)(J | (4 << 4) | (J << 8) | (4 << 12))>(zw, 0x64u);
 }
 
-template <int BF16, int NT, int D, int PF, int W>
-__global__ void __launch_bounds__(32 * W, 1)
+// MB = blocks per SM the registers are capped for (65536 / (32 W MB) each): more resident warps hide more
+// latency, fewer registers per thread may spill.
+template <int BF16, int NT, int D, int PF, int W, int MB>
+__global__ void __launch_bounds__(32 * W, MB)
 w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
            const uint4* __restrict__ qf,     // [N/64][K/64][4][32] (16 bytes each)
            const uint2* __restrict__ zf,     // [N/64][n_g][8]
@@ -62,6 +64,7 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
     static_assert(PF == 1 || PF == 2, "PF is 1 or 2 kb of x, zeros and scales in flight (registers)");
     static_assert(W == 4 || W == 8, "4 or 8 warps (the reduction buffer is 4 KiB per warp)");
     static_assert(NT == 1 || NT == 2, "1 or 2 tiles of 8 tokens");
+    static_assert(MB >= 1 && W * MB <= 16, "at most 16 warps per SM");
     constexpr int S = PF + 1;  // register stages
     constexpr u32 KB_BYTES = 4 * 32 * 16;  // one warp's weights of one kb
 
@@ -263,9 +266,10 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
 #ifdef AWQFMT_INSTANTIATE_ALL
 // Explicit instantiations so that an offline nvcc build (tests/test_kernels_compile.py) checks the template
 // body; at run time NVRTC instantiates only what is launched.
-#define AWQFMT_FRAG(BF, NT, D, PF, W)                                                                               \
-    template __global__ void w4a16_frag<BF, NT, D, PF, W>(const u16*, const uint4*, const uint2*, const uint4*, u16*, \
-                                                         float*, u32*, int, int, int, int, u32, u32, int);
-AWQFMT_FRAG(0, 2, 4, 1, 8) AWQFMT_FRAG(0, 2, 4, 2, 8) AWQFMT_FRAG(0, 2, 8, 1, 8) AWQFMT_FRAG(0, 1, 2, 1, 4)
-AWQFMT_FRAG(1, 2, 4, 1, 8) AWQFMT_FRAG(1, 1, 6, 2, 4) AWQFMT_FRAG(0, 1, 6, 2, 4)
+#define AWQFMT_FRAG(BF, NT, D, PF, W, MB)                                                                            \
+    template __global__ void w4a16_frag<BF, NT, D, PF, W, MB>(const u16*, const uint4*, const uint2*, const uint4*,   \
+                                                             u16*, float*, u32*, int, int, int, int, u32, u32, int);
+AWQFMT_FRAG(0, 2, 4, 1, 8, 1) AWQFMT_FRAG(0, 2, 4, 2, 8, 1) AWQFMT_FRAG(0, 2, 8, 1, 8, 1) AWQFMT_FRAG(0, 1, 2, 1, 4, 2)
+AWQFMT_FRAG(1, 2, 4, 1, 8, 1) AWQFMT_FRAG(1, 1, 6, 2, 4, 2) AWQFMT_FRAG(0, 1, 6, 2, 4, 4) AWQFMT_FRAG(0, 2, 4, 1, 4, 3)
+AWQFMT_FRAG(0, 2, 4, 1, 8, 2)
 #endif

@@ -388,10 +388,10 @@ def gemv_candidate_configs(M: int) -> list[dict]:
 def frag_candidate_configs(M: int) -> list[dict]:
     """frag-kernel configurations worth timing: d shared-memory stages of weights per warp (d - 1 blocks of 64 k
     in flight), pf blocks of x/zeros/scales in flight (registers), 8 or 4 warps per block, and the blocks to
-    aim for as a multiple of what fits on the GPU at once."""
-    return [{"d": 4, "pf": 1, "warps": 8}, {"d": 6, "pf": 1, "warps": 8}, {"d": 8, "pf": 1, "warps": 8},
-            {"d": 4, "pf": 2, "warps": 8}, {"d": 6, "pf": 1, "warps": 4}, {"d": 8, "pf": 1, "warps": 4},
-            {"d": 4, "pf": 1, "warps": 8, "waves": 2}]
+    aim for as a multiple of what fits on the GPU at once, mb blocks per SM the registers are capped for."""
+    return [{"d": 4, "pf": 1, "warps": 8}, {"d": 6, "pf": 1, "warps": 8}, {"d": 4, "pf": 1, "warps": 4, "mb": 3},
+            {"d": 6, "pf": 1, "warps": 4, "mb": 3}, {"d": 4, "pf": 1, "warps": 8, "mb": 2},
+            {"d": 3, "pf": 1, "warps": 4, "mb": 4}, {"d": 4, "pf": 2, "warps": 4, "mb": 3}]
 
 
 def m_bucket(M: int) -> int:
@@ -604,13 +604,15 @@ def _run_frag(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
         config = TUNED_FRAG.get(gemv_key(p, M))
     if config:
         cfg.update(config)
-    d, pf, warps = int(cfg["d"]), int(cfg["pf"]), int(cfg["warps"])
-    if not 2 <= d <= 8 or pf not in (1, 2) or warps not in (4, 8) or not 1 <= M <= FRAG_MAX_M:
-        raise GemmError(f"bad frag config {cfg} or M={M} (d 2..8, pf 1/2, warps 4/8, M 1..{FRAG_MAX_M})")
+    d, pf, warps, mb = int(cfg["d"]), int(cfg["pf"]), int(cfg["warps"]), int(cfg.get("mb", 1))
+    if not 2 <= d <= 8 or pf not in (1, 2) or warps not in (4, 8) or not 1 <= mb <= 16 // warps \
+            or not 1 <= M <= FRAG_MAX_M:
+        raise GemmError(f"bad frag config {cfg} or M={M} (d 2..8, pf 1/2, warps 4/8, mb 1..16/warps, "
+                        f"M 1..{FRAG_MAX_M})")
     qf, zf, sf = p.fragment()
     K, N = p.K, p.N
     nt = 1 if M <= 8 else 2  # token tiles of 8
-    name = f"w4a16_frag<{int(p.bf16)},{nt},{d},{pf},{warps}>"
+    name = f"w4a16_frag<{int(p.bf16)},{nt},{d},{pf},{warps},{mb}>"
     kern = _kernel(_FRAG_SRC, name)
     threads = 32 * warps
     dyn = warps * d * 2048  # each warp's ring of d stages of 4 x 32 x 16 bytes (kernels/w4a16_frag.cu)
@@ -675,7 +677,7 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "gemv" | "frag" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
     {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks};
-    frag: {d, pf, warps, waves | target_blocks | splits};
+    frag: {d, pf, warps, mb, waves | target_blocks | splits};
     both: pdl 0 launches a prepared module without programmatic dependent launch, see awqfmt/gpu/launch.py).
     method "gemv" takes 1 to GEMV_MAX_M tokens, "frag" 1 to FRAG_MAX_M. info: if a dict is passed, it receives what ran.
     """

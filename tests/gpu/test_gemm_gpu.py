@@ -273,7 +273,7 @@ def test_errors_are_clear():
 # ---- programmatic dependent launch: kernels that start while the one before them is still finishing ------
 
 PDL_CHAIN_CASES = [("gemv", 1, None), ("gemv", 2, {"vw": 2, "fl": 4, "pf": 1, "waves": 1}),
-                   ("frag", 16, {"d": 4, "pf": 1, "warps": 8}), ("frag", 1, {"d": 6, "pf": 2, "warps": 4}),
+                   ("frag", 16, {"d": 4, "pf": 1, "warps": 8}), ("frag", 1, {"d": 6, "pf": 2, "warps": 4, "mb": 2}),
                    ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16}),
                    ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0}), ("skinny", 5, {"wc": 1, "nt": 1, "pf": 1, "chk": 0})]
 
