@@ -16,7 +16,7 @@ p = prepare("awq", {n: cp.asarray(a) for n, (a, _) in encode(get_spec("awq"), mo
 x = cp.asarray(rng.standard_normal((M, K)).astype(np.float16))
 y = cp.empty((M, N), cp.float16)
 for _ in range(3):
-    gemm_packed("awq", p, x, group_size=128, out=y, method="frag", config={"d": 4, "pf": 1, "warps": 8})
+    gemm_packed("awq", p, x, group_size=128, out=y, method="frag", config={"d": 4, "pf": 1, "warps": 8, "mb": 1})
     gemm_packed("awq", p, x, group_size=128, out=y, method="skinny",
                 config={"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16})
 cp.cuda.Device().synchronize()
