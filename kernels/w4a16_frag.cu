@@ -17,11 +17,13 @@
 //          register order mma wants: a_p is one lop3 of the lane's word, (b0, b1) two adjacent words of its x load
 //          (with x as the A operand, ptxas copied 4 registers into place before every mma: run 14b).
 // k order = a 64-k block ("kb") is 4 mma steps s. At step s, mma k-pair 2c (a0, a1, b0) and 2c + 8 (a2, a3, b1)
-//          stand for k = 64 kb + 16c + 4s + {0, 1} and + {2, 3}, so one lane's x for a whole kb is the 32 contiguous
-//          bytes x[token][64 kb + 16c .. + 15] (two 16-byte loads per token row), words 2s, 2s + 1 at step s.
+//          stand for k = 64 kb + 32(s / 2) + 8c + 4(s % 2) + {0, 1} and + {2, 3}: a lane's x for a kb is two 16-byte
+//          loads per token row, x[token][64 kb + 8c .. + 7] and [64 kb + 32 + 8c .. + 7], and the 4 lanes of a row
+//          read 64 contiguous bytes per load (run 14c: with 16c + 0..15 they read half of each 32-byte sector twice,
+//          x's L2 traffic doubled), words 2(s % 2), 2(s % 2) + 1 of load s / 2 at step s.
 // frag   = qf [N/64][K/64][4 steps][32 lanes] of 16 bytes (4 words). Word w of lane (r, c) at step s is the A
-//          fragment of column tile w (columns 64 T + 16w + 0..15): nibble e = 4h + 2b + u holds
-//          W[k = 64 kb + 16c + 4s + 2b + h][col = 64 T + 16w + 8u + r], so (word >> 4p) & 0x000F000F | 0x64006400
+//          fragment of column tile w (columns 64 T + 16w + 0..15): nibble e = 4h + 2b + u holds W[k][col] for
+//          k = 64 kb + 32(s / 2) + 8c + 4(s % 2) + 2b + h, col = 64 T + 16w + 8u + r, so (word >> 4p) & 0x000F000F | 0x64006400
 //          is (1024 + q) of a_p. zf [N/64][n_g][8 r][8 j] bytes, j = 2w + u: the zero point of column
 //          64 T + 16w + 8u + r (any value 0..255: GPTQ v1's stored z - 1 is already undone); sf the same for the
 //          16-bit scales (fp16 or bf16 bits). The lane's 8 columns are the same for A's rows and C's rows.
@@ -58,7 +60,7 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
            u16* __restrict__ y,              // [M, N] fp16
            float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit)
            u32* __restrict__ counters,       // [gridDim.x] (zero on entry and exit)
-           int M, int K, int N, int n_g, u32 gm, u32 gmask, int kb_per_split)
+           int M, int K, int N, int n_g, int kbg, int kb_per_split)
 {
     static_assert(D >= 2 && D <= 8, "D is 2 to 8 shared-memory stages of weights per warp");
     static_assert(PF == 1 || PF == 2, "PF is 1 or 2 kb of x, zeros and scales in flight (registers)");
@@ -91,21 +93,23 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
     const uint4* q_t = opaque(qf + ((size_t)T * n_kb + w_lo) * 128 + lane);
     const uint2* z_t = opaque(zf + (size_t)T * n_g * 8 + r);
     const uint4* s_t = opaque(sf + (size_t)T * n_g * 8 + r);
-    const u16* x_t = opaque(x);
-    const u32 xo_lo = (u32)min(r, M - 1) * (u32)K + (u32)(64 * w_lo + 16 * c);
-    const u32 xo_hi = (u32)min(r + 8, M - 1) * (u32)K + (u32)(64 * w_lo + 16 * c);
+    const u16* x_t = x;
     const u32 ring = smem_addr(dsmem) + (u32)warp * (D * KB_BYTES) + 16u * lane;
 
     // Weights stream through a per-warp ring of D shared-memory stages filled by cp.async: D - 1 kb in flight
     // without holding registers (run 14: with the weights in registers, 8 warps per SM kept too few bytes in
     // flight). Each lane copies and reads back only its own 16-byte slots, so no barrier is needed.
-    auto load_w = [&](int i) {  // weights of kb i into stage i % D, one commit group (empty past the end)
-        if (i < n) {
-            const u32 dst = ring + (u32)(i % D) * KB_BYTES;
+    // the kb whose weights are loaded next (lw) and its stage's shared address (ls), advanced by load_w
+    int lw = 0;
+    u32 ls = ring;
+    auto load_w = [&]() {  // weights of kb lw, one commit group (empty past the end)
+        if (lw < n) {
 #pragma unroll
-            for (int s = 0; s < 4; ++s) cp_async<16>(dst + 512u * s, q_t + ((u32)i * 128u + 32u * s), true);
+            for (int s = 0; s < 4; ++s) cp_async<16>(ls + 512u * s, q_t + ((u32)lw * 128u + 32u * s), true);
         }
         cp_async_commit();
+        ++lw;
+        ls = (ls + KB_BYTES == ring + D * KB_BYTES) ? ring : ls + KB_BYTES;
     };
 
     struct Stage {
@@ -113,27 +117,28 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
         uint2 z;         // zeros of the kb's group (loaded at a group's first kb, or the warp's first)
         uint4 s;         // scales of the same group
     };
-    // kb i (0-based within the warp) starts a group: the warp's first, or the first of its group
-    auto starts_group = [&](int i) {
-        return i == 0 || group_of(w_lo + i, gm, gmask) != group_of(w_lo + i - 1, gm, gmask);
-    };
-    auto ends_group = [&](int i) {
-        return i == n - 1 || group_of(w_lo + i, gm, gmask) != group_of(w_lo + i + 1, gm, gmask);
-    };
-    auto load_zs = [&](int i, Stage& st) {  // zeros and scales: nothing an earlier kernel writes
-        if (starts_group(i)) {
-            const u32 g = (u32)group_of(w_lo + i, gm, gmask);
-            st.z = ldg_v2(z_t + g * 8u);
-            st.s = ldg_v4(s_t + g * 8u);
+    // Groups are kbg consecutive kb. Two cursors walk them without divisions: (lg, lp) = group and position
+    // in it of the kb whose zeros/scales load next, cp = position of the kb computed next.
+    const int p0 = w_lo % kbg;
+    u32 lg = (u32)(w_lo / kbg);
+    int lp = p0, cp = p0;
+    auto load_zs = [&](int i, Stage& st) {  // zeros and scales at a group's first kb (or the warp's first)
+        if (i == 0 || lp == 0) {
+            st.z = ldg_v2(z_t + lg * 8u);
+            st.s = ldg_v4(s_t + lg * 8u);
         }
+        if (++lp == kbg) { lp = 0; ++lg; }
     };
+    // this lane's x rows (set after pdl_wait: an earlier kernel may write x), as opaque per-thread bases
+    const u16* x_lo = nullptr;
+    const u16* x_hi = nullptr;
     auto load_x = [&](int i, Stage& st) {
         const u32 o = (u32)i * 64u;
-        st.x[0][0] = ldx_v4(x_t + (xo_lo + o));
-        st.x[0][1] = ldx_v4(x_t + (xo_lo + o + 8u));
+        st.x[0][0] = ldx_v4(x_lo + o);
+        st.x[0][1] = ldx_v4(x_lo + (o + 32u));
         if constexpr (NT == 2) {
-            st.x[NT - 1][0] = ldx_v4(x_t + (xo_hi + o));
-            st.x[NT - 1][1] = ldx_v4(x_t + (xo_hi + o + 8u));
+            st.x[NT - 1][0] = ldx_v4(x_hi + o);
+            st.x[NT - 1][1] = ldx_v4(x_hi + (o + 32u));
         }
     };
 
@@ -152,9 +157,18 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
             : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
     };
+    // d = A B, the accumulator's old value dropped: a group's first step (no 32 moves to zero `part`)
+    auto mma_fresh = [](float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};"
+            : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "f"(0.f));
+    };
 
+    u32 cs = ring;  // shared address of the stage computed next
     auto compute = [&](int i, const Stage& st) {
-        if (starts_group(i)) {
+        const bool first = (i == 0 || cp == 0), last = (i == n - 1 || cp == kbg - 1);
+        if (++cp == kbg) cp = 0;
+        if (first) {
             zc[0] = zero_pair<0>(st.z.x); zc[1] = zero_pair<1>(st.z.x);
             zc[2] = zero_pair<2>(st.z.x); zc[3] = zero_pair<3>(st.z.x);
             zc[4] = zero_pair<0>(st.z.y); zc[5] = zero_pair<1>(st.z.y);
@@ -162,12 +176,12 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
 #pragma unroll
             for (int j = 0; j < 8; ++j) sc[j] = scale_f<BF16>(half_of(st.s, j));
         }
-        const u32 src = ring + (u32)(i % D) * KB_BYTES;
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
+        const u32 src = cs;
+        cs = (cs + KB_BYTES == ring + D * KB_BYTES) ? ring : cs + KB_BYTES;
+        auto step = [&](int s, auto fresh) {
             const uint4 wq = lds_v4(src + 512u * s);
             const u32 wv[4] = {wq.x, wq.y, wq.z, wq.w};
-            u32 b[NT][2];  // words 2s, 2s + 1 of the lane's 16 k: adjacent registers of one load
+            u32 b[NT][2];  // words 2(s % 2), 2(s % 2) + 1 of x load s / 2: adjacent registers
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt) {
                 const uint4& xv = st.x[nt][s >> 1];
@@ -181,10 +195,17 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
                 const u32 a2 = hsub2(lop3_and_or(wv[w] >> 8, 0x000F000Fu, AWQFMT_MAGIC), zc[2 * w]);
                 const u32 a3 = hsub2(lop3_and_or(wv[w] >> 12, 0x000F000Fu, AWQFMT_MAGIC), zc[2 * w + 1]);
 #pragma unroll
-                for (int nt = 0; nt < NT; ++nt) mma(part[w][nt], a0, a1, a2, a3, b[nt][0], b[nt][1]);
+                for (int nt = 0; nt < NT; ++nt) {
+                    if constexpr (decltype(fresh)::value) mma_fresh(part[w][nt], a0, a1, a2, a3, b[nt][0], b[nt][1]);
+                    else mma(part[w][nt], a0, a1, a2, a3, b[nt][0], b[nt][1]);
+                }
             }
-        }
-        if (ends_group(i)) {
+        };
+        if (first) step(0, awqfmt::flag<true>{});
+        else step(0, awqfmt::flag<false>{});
+#pragma unroll
+        for (int s = 1; s < 4; ++s) step(s, awqfmt::flag<false>{});
+        if (last) {
 #pragma unroll
             for (int w = 0; w < 4; ++w)
 #pragma unroll
@@ -193,18 +214,19 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
                     acc[w][nt][1] += sc[2 * w] * part[w][nt][1];
                     acc[w][nt][2] += sc[2 * w + 1] * part[w][nt][2];
                     acc[w][nt][3] += sc[2 * w + 1] * part[w][nt][3];
-                    part[w][nt][0] = part[w][nt][1] = part[w][nt][2] = part[w][nt][3] = 0.f;
                 }
         }
     };
 
     // ---- main loop: weights D - 1 kb ahead (shared memory), x, zeros and scales PF kb ahead (registers)
     Stage st[S];
-    for (int i = 0; i < D - 1; ++i) load_w(i);
+    for (int i = 0; i < D - 1; ++i) load_w();
 #pragma unroll
     for (int p = 0; p < PF; ++p)
         if (p < n) load_zs(p, st[p]);
     pdl_wait(x_t);
+    x_lo = opaque(x_t + ((size_t)min(r, M - 1) * K + 64 * w_lo + 8 * c));
+    x_hi = opaque(x_t + ((size_t)min(r + 8, M - 1) * K + 64 * w_lo + 8 * c));
 #pragma unroll
     for (int p = 0; p < PF; ++p)
         if (p < n) load_x(p, st[p]);
@@ -219,7 +241,7 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
                 }
                 cp_async_wait<D - 2>();  // this lane's copies of kb i have landed (D - 2 younger groups may not)
                 compute(i, st[p]);
-                load_w(i + D - 1);       // into the stage of kb i - 1, read back by this lane in the last round
+                load_w();                // kb i + D - 1 into the stage of kb i - 1 (read back in the last round)
             }
         }
     }
@@ -268,7 +290,7 @@ w4a16_frag(const u16* __restrict__ x,        // [M, K] fp16
 // body; at run time NVRTC instantiates only what is launched.
 #define AWQFMT_FRAG(BF, NT, D, PF, W, MB)                                                                            \
     template __global__ void w4a16_frag<BF, NT, D, PF, W, MB>(const u16*, const uint4*, const uint2*, const uint4*,   \
-                                                             u16*, float*, u32*, int, int, int, int, u32, u32, int);
+                                                             u16*, float*, u32*, int, int, int, int, int, int);
 AWQFMT_FRAG(0, 2, 4, 1, 8, 1) AWQFMT_FRAG(0, 2, 4, 2, 8, 1) AWQFMT_FRAG(0, 2, 8, 1, 8, 1) AWQFMT_FRAG(0, 1, 2, 1, 4, 2)
 AWQFMT_FRAG(1, 2, 4, 1, 8, 1) AWQFMT_FRAG(1, 1, 6, 2, 4, 2) AWQFMT_FRAG(0, 1, 6, 2, 4, 4) AWQFMT_FRAG(0, 2, 4, 1, 4, 3)
 AWQFMT_FRAG(0, 2, 4, 1, 8, 2)

@@ -51,7 +51,7 @@ def test_lane_k_pairs_are_the_mma_fragments():
                 for p in range(4):
                     lo = (words[s, lane, w] >> (4 * p)) & 0xF
                     hi = (words[s, lane, w] >> (4 * p + 16)) & 0xF
-                    k = 16 * c + 4 * s + 2 * (p // 2)
+                    k = 32 * (s // 2) + 8 * c + 4 * (s % 2) + 2 * (p // 2)
                     col = 16 * w + 8 * (p % 2) + r
                     assert (lo, hi) == (q[k, col], q[k + 1, col])
 

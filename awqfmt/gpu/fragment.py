@@ -7,7 +7,7 @@ read (AWQ-interleaved, natural, GPTQ v1/v2) arrives at the same fragment words. 
 module `xp` (numpy or cupy) so that the CPU tests check exactly the code the GPU runs.
 
     qf [N/64][K/64][4][32][4] int32: word w of lane (r, c) at step s of 64-k block kb, nibble e = 4h + 2b + u:
-        W[k = 64 kb + 16c + 4s + 2b + h][n = 64 T + 16w + 8u + r]
+        W[k = 64 kb + 32(s // 2) + 8c + 4(s % 2) + 2b + h][n = 64 T + 16w + 8u + r]
     zf [N/64][n_g][8 r][8 j] uint8, j = 2w + u: zero point of column 64 T + 16w + 8u + r
     sf [N/64][n_g][8 r][8 j] 16-bit scale bits, the same columns
 """
@@ -64,8 +64,9 @@ def to_fragment(xp, q, z, scale_bits) -> tuple[Any, Any, Any]:
     if int(z.min()) < 0 or int(z.max()) > 255:
         raise FragmentUnsupported("zero points outside 0..255 do not fit the frag layout's byte per zero")
     T, KB = N // TILE_N, K // BLOCK_K
-    # k = 64 kb + 16c + 4s + 2b + h, n = 64 T + 16w + 8u + r; nibble e = 4h + 2b + u of word w, lane 4r + c
-    nib = q.reshape(KB, 4, 4, 2, 2, T, 4, 2, 8).transpose(5, 0, 2, 8, 1, 6, 4, 3, 7).reshape(T, KB, 4, 32, 4, 8)
+    # k = 64 kb + 32 s1 + 8c + 4 s0 + 2b + h (step s = 2 s1 + s0), n = 64 T + 16w + 8u + r;
+    # nibble e = 4h + 2b + u of word w, lane 4r + c
+    nib = q.reshape(KB, 2, 4, 2, 2, 2, T, 4, 2, 8).transpose(6, 0, 1, 3, 9, 2, 7, 5, 4, 8).reshape(T, KB, 4, 32, 4, 8)
     words = xp.zeros((T, KB, 4, 32, 4), dtype=xp.uint32)
     for e in range(8):
         words |= nib[..., e].astype(xp.uint32) << np.uint32(4 * e)
@@ -83,7 +84,7 @@ def from_fragment(xp, qf, zf, sf) -> tuple[Any, Any, Any]:
     nib = xp.empty((*w.shape, 8), dtype=xp.uint8)
     for e in range(8):
         nib[..., e] = (w >> np.uint32(4 * e)) & np.uint32(0xF)
-    q = nib.reshape(T, KB, 4, 8, 4, 4, 2, 2, 2).transpose(1, 4, 2, 7, 6, 0, 5, 8, 3).reshape(KB * 64, T * 64)
+    q = nib.reshape(T, KB, 2, 2, 8, 4, 4, 2, 2, 2).transpose(1, 2, 5, 3, 8, 7, 0, 6, 9, 4).reshape(KB * 64, T * 64)
     n_g = zf.shape[1]
     z = zf.reshape(T, n_g, 8, 4, 2).transpose(1, 0, 3, 4, 2).reshape(n_g, T * 64)
     s = sf.reshape(T, n_g, 8, 4, 2).transpose(1, 0, 3, 4, 2).reshape(n_g, T * 64)
@@ -93,9 +94,11 @@ def from_fragment(xp, qf, zf, sf) -> tuple[Any, Any, Any]:
 def fragment_position(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, ...]:
     """Where W[k, n] sits in qf: (T, kb, s, lane, w, e), from the kernel header's formula (for tests)."""
     kb, kr = np.divmod(k, 64)
-    c, kr = np.divmod(kr, 16)
-    s, kr = np.divmod(kr, 4)
+    s1, kr = np.divmod(kr, 32)
+    c, kr = np.divmod(kr, 8)
+    s0, kr = np.divmod(kr, 4)
     b, h = np.divmod(kr, 2)
+    s = 2 * s1 + s0
     T, nr = np.divmod(n, 64)
     w, nr = np.divmod(nr, 16)
     u, r = np.divmod(nr, 8)

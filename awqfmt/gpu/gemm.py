@@ -629,9 +629,8 @@ def _run_frag(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
     splits = -(-n_kb // kps)
     ws, ct = _workspace(M * N, col_tiles)
     kbg = n_kb if p.G == K else p.G // 64  # 64-k blocks per group
-    gm, gmask = group_magic(kbg, n_kb)
-    args = (x, qf, zf, sf, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.n_g), np.uint32(gm),
-            np.uint32(gmask), np.int32(kps))
+    args = (x, qf, zf, sf, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.n_g), np.int32(kbg),
+            np.int32(kps))
     grid = (col_tiles, splits, 1)
     pdl = pdl and bool(int(cfg.get("pdl", 1)))
     _launch(kern, grid, (threads,), args, name, shared_mem=dyn, pdl=pdl)
