@@ -9,10 +9,6 @@ Three methods:
 - "skinny": one launch of a weight-streaming tensor-core kernel (kernels/w4a16_gemm.cu) that reads the packed
   words directly (AWQ-interleaved words with the lop3 / 0x64006400 conversion, no reverse-order step), splits K
   across blocks and finishes the split-K reduction inside the same launch. For small M (decode).
-- "frag": for 1-16 tokens, a tensor-core kernel (kernels/w4a16_frag.cu) on a copy of the weights that `prepare`
-  rearranges once, on the GPU, into mma fragment order (awqfmt/gpu/fragment.py): one 16-byte load per lane
-  is its B fragments for 8 mma, and zero point and scale are applied once per group. Needs K, N multiples of
-  64 and group size a multiple of 64 (or one group).
 - "dequant": dequantize to a dense fp16 W (kernels/w4a16_dequant.cu), then cuBLAS (`cupy.matmul`). For large M,
   and for GPTQ act-order (non-trivial g_idx) at any M.
 
@@ -35,7 +31,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .fragment import FragmentUnsupported, fragment_supported, logical_codes, to_fragment
 from .launch import launch_pdl, pdl_available
 
 # M up to this uses the skinny kernel, above it dequantize + cuBLAS (measured crossover, see
@@ -45,9 +40,6 @@ SKINNY_MAX_M = 64
 # see benchmarks/gemm/RESULTS.md), unless tuning (TUNED_METHOD) chose otherwise for a shape.
 GEMV_MAX_M = 4
 GEMV_AUTO_MAX_M = 1
-# The frag kernel takes 1 to FRAG_MAX_M tokens (one m16 tile); method="auto" uses it where tuning measured it
-# fastest (TUNED_METHOD).
-FRAG_MAX_M = 16
 
 # layout name -> (spec name, default decode)
 _LAYOUTS = {"awq": "lop3", "logical": "shift", "gptq": "shift", "gptq-v2": "shift"}
@@ -58,7 +50,6 @@ _CODES = {("awq", "lop3"): 0, ("logical", "lop3"): 1, ("logical", "shift"): 2, (
 _GEMM_SRC = "w4a16_gemm.cu"
 _GEMV_SRC = "w4a16_gemv.cu"
 _DEQUANT_SRC = "w4a16_dequant.cu"
-_FRAG_SRC = "w4a16_frag.cu"
 
 
 class GemmError(RuntimeError):
@@ -319,31 +310,6 @@ class _Prepared:
         """The GEMV kernel's batches of <= 8 rows must not cross a group: the same rule as the skinny kernel."""
         return self.skinny_ok
 
-    @property
-    def frag_reason(self) -> str | None:
-        """None when the frag kernel covers this module, else why not."""
-        if self.g_idx is not None:
-            return "act-order g_idx"
-        return fragment_supported(self.K, self.N, self.G)
-
-    def fragment(self):
-        """(qf, zf, sf): the weights in mma fragment order (awqfmt/gpu/fragment.py), built on the GPU on first
-        use and kept. Building synchronizes the device, so PDL launches may read them at once."""
-        if getattr(self, "_frag", None) is None:
-            reason = self.frag_reason
-            if reason:
-                raise GemmUnsupported(f"the frag kernel does not cover this module: {reason}")
-            cp = _cupy()
-            try:
-                q, z = logical_codes(cp, self.layout, self.qw, self.qz, -self.zoff)
-                qf, zf, sf = to_fragment(cp, q, z, self.sc.view(cp.uint16))
-            except FragmentUnsupported as exc:
-                raise GemmUnsupported(f"the frag kernel does not cover this module: {exc}") from exc
-            del q, z
-            cp.cuda.Device().synchronize()
-            self._frag = (qf, zf, sf)
-        return self._frag
-
 
 def pick_method(M: int, prepared_or_none=None) -> str:
     """The method gemm_packed(method="auto") runs for M tokens: "gemv" up to GEMV_AUTO_MAX_M tokens, "skinny"
@@ -352,7 +318,7 @@ def pick_method(M: int, prepared_or_none=None) -> str:
     p = prepared_or_none
     if p is not None and not p.skinny_ok:
         return "dequant"
-    if p is not None and M <= max(GEMV_MAX_M, FRAG_MAX_M):
+    if p is not None and M <= GEMV_MAX_M:
         tuned = TUNED_METHOD.get(gemv_key(p, M))
         if tuned:
             return tuned
@@ -364,10 +330,9 @@ def pick_method(M: int, prepared_or_none=None) -> str:
 # Skinny-kernel configurations found best for a (layout code, K, N, group, M bucket), filled by tune()
 # (awqfmt.gpu.bench) or by hand; consulted when gemm_packed gets no config.
 TUNED: dict[tuple, dict] = {}
-# GEMV and frag configurations, and the fastest of gemv / frag / skinny per (layout code, K, N, group, bf16, M),
-# M <= FRAG_MAX_M, filled by awqfmt.gpu.bench.tune_small.
+# GEMV configurations and the faster of gemv / skinny per (layout code, K, N, group, bf16, M), M <= GEMV_MAX_M,
+# filled by awqfmt.gpu.bench.tune_small.
 TUNED_GEMV: dict[tuple, dict] = {}
-TUNED_FRAG: dict[tuple, dict] = {}
 TUNED_METHOD: dict[tuple, str] = {}
 
 
@@ -383,15 +348,6 @@ def gemv_candidate_configs(M: int) -> list[dict]:
             {"vw": 1, "fl": 8, "pf": 1, "waves": 1}, {"vw": 1, "fl": 8, "pf": 0, "waves": 2},
             {"vw": 2, "fl": 4, "pf": 1, "waves": 2}, {"vw": 2, "fl": 4, "pf": 1, "waves": 1},
             {"vw": 4, "fl": 4, "pf": 0, "waves": 1}]
-
-
-def frag_candidate_configs(M: int) -> list[dict]:
-    """frag-kernel configurations worth timing: d shared-memory stages of weights per warp (d - 1 blocks of 64 k
-    in flight), pf blocks of x/zeros/scales in flight (registers), 8 or 4 warps per block, and the blocks to
-    aim for as a multiple of what fits on the GPU at once, mb blocks per SM the registers are capped for."""
-    return [{"d": 4, "pf": 1, "warps": 8}, {"d": 6, "pf": 1, "warps": 8}, {"d": 4, "pf": 1, "warps": 4, "mb": 3},
-            {"d": 6, "pf": 1, "warps": 4, "mb": 3}, {"d": 4, "pf": 1, "warps": 8, "mb": 2},
-            {"d": 3, "pf": 1, "warps": 4, "mb": 4}, {"d": 4, "pf": 2, "warps": 4, "mb": 3}]
 
 
 def m_bucket(M: int) -> int:
@@ -598,45 +554,6 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
     return {"kernel": name, "grid": grid, "rows_per_thread": rpt, "pdl": pdl}
 
 
-def _run_frag(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False) -> dict:
-    cfg = {"d": 4, "pf": 1, "warps": 8, "waves": 1}
-    if config is None:
-        config = TUNED_FRAG.get(gemv_key(p, M))
-    if config:
-        cfg.update(config)
-    d, pf, warps, mb = int(cfg["d"]), int(cfg["pf"]), int(cfg["warps"]), int(cfg.get("mb", 1))
-    if not 2 <= d <= 8 or pf not in (1, 2) or warps not in (4, 8) or not 1 <= mb <= 16 // warps \
-            or not 1 <= M <= FRAG_MAX_M:
-        raise GemmError(f"bad frag config {cfg} or M={M} (d 2..8, pf 1/2, warps 4/8, mb 1..16/warps, "
-                        f"M 1..{FRAG_MAX_M})")
-    qf, zf, sf = p.fragment()
-    K, N = p.K, p.N
-    nt = 1 if M <= 8 else 2  # token tiles of 8
-    name = f"w4a16_frag<{int(p.bf16)},{nt},{d},{pf},{warps},{mb}>"
-    kern = _kernel(_FRAG_SRC, name)
-    threads = 32 * warps
-    dyn = warps * d * 2048  # each warp's ring of d stages of 4 x 32 x 16 bytes (kernels/w4a16_frag.cu)
-    _allow_dynamic_smem(kern, dyn, name)
-    col_tiles = N // 64
-    n_kb = K // 64
-    if cfg.get("splits"):
-        splits = int(cfg["splits"])
-    else:
-        target = cfg.get("target_blocks") or float(cfg.get("waves", 1)) * _sm_count() * _blocks_per_sm(kern, threads, dyn)
-        splits = int(round(target / col_tiles))
-    splits = max(1, min(splits, n_kb // warps or 1))  # every warp gets at least one block of 64 k
-    kps = -(-n_kb // splits)
-    splits = -(-n_kb // kps)
-    ws, ct = _workspace(M * N, col_tiles)
-    kbg = n_kb if p.G == K else p.G // 64  # 64-k blocks per group
-    args = (x, qf, zf, sf, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.int32(p.n_g), np.int32(kbg),
-            np.int32(kps))
-    grid = (col_tiles, splits, 1)
-    pdl = pdl and bool(int(cfg.get("pdl", 1)))
-    _launch(kern, grid, (threads,), args, name, shared_mem=dyn, pdl=pdl)
-    return {"kernel": name, "grid": grid, "threads": threads, "kb_per_split": kps, "shared_mem": dyn, "pdl": pdl}
-
-
 def _run_dequant(p: _Prepared, W) -> str:
     code = p.code
     name = f"w4_dequant<{code},{int(p.bf16)},{p.zoff},{int(p.g_idx is not None)}>"
@@ -673,12 +590,11 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     layout_name: "awq" | "logical" | "gptq" | "gptq-v2". tensors: {"qweight", "qzeros", "scales"[, "g_idx"]}
     as numpy or cupy arrays (the spec's short names). x: [M, K] or [K] (converted to fp16).
     scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
-    (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "gemv" | "frag" | "skinny" | "dequant".
+    (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
     {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks};
-    frag: {d, pf, warps, mb, waves | target_blocks | splits};
     both: pdl 0 launches a prepared module without programmatic dependent launch, see awqfmt/gpu/launch.py).
-    method "gemv" takes 1 to GEMV_MAX_M tokens, "frag" 1 to FRAG_MAX_M. info: if a dict is passed, it receives what ran.
+    method "gemv" takes 1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
     """
     cp = _cupy()
     p = tensors if isinstance(tensors, _Prepared) else _Prepared(
@@ -706,12 +622,6 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
         if M > GEMV_MAX_M:
             raise GemmUnsupported(f"the gemv kernel takes at most {GEMV_MAX_M} tokens (got M={M}); use skinny")
         ran = _run_gemv(p, xd, y, M, config, pdl=p.pdl_safe and pdl_available())
-    elif method == "frag":
-        if p.frag_reason:
-            raise GemmUnsupported(f"the frag kernel does not cover this module: {p.frag_reason}")
-        if M > FRAG_MAX_M:
-            raise GemmUnsupported(f"the frag kernel takes at most {FRAG_MAX_M} tokens (got M={M}); use skinny")
-        ran = _run_frag(p, xd, y, M, config, pdl=p.pdl_safe and pdl_available())
     elif method == "skinny":
         if not p.skinny_ok:
             raise GemmUnsupported("the skinny kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
@@ -724,7 +634,7 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
         except Exception as exc:
             raise GemmError(f"cupy.matmul failed: {exc}") from exc
     else:
-        raise GemmError(f"unknown method {method!r} (auto, gemv, frag, skinny, dequant)")
+        raise GemmError(f"unknown method {method!r} (auto, gemv, skinny, dequant)")
     _check(check)
     if info is not None:
         info.update(ran, method=method)
@@ -737,8 +647,7 @@ def prepare(layout_name: str, tensors: Mapping[str, Any], *, bits: int = 4, grou
 
     The result's device tensors are complete when this returns (it synchronizes the device), so the small-M
     kernels may read them before the kernel ahead of them in the stream has finished (PDL, see
-    awqfmt/gpu/launch.py). Do not write into them afterwards. The frag kernel's fragment-order copy of the
-    weights (about the packed weights' size again) is built on its first use (`_Prepared.fragment`)."""
+    awqfmt/gpu/launch.py). Do not write into them afterwards."""
     p = _Prepared(layout_name, tensors, bits=bits, group_size=group_size, scale_dtype=scale_dtype,
                   zero_offset=zero_offset, decode=decode)
     _cupy().cuda.Device().synchronize()
@@ -752,7 +661,7 @@ def bytes_moved(K: int, N: int, M: int, group_size: int) -> int:
     return K * N // 2 + n_g * N // 2 + n_g * N * 2 + M * K * 2 + M * N * 2
 
 
-__all__ = ["FRAG_MAX_M", "GEMV_AUTO_MAX_M", "GEMV_MAX_M", "TUNED_FRAG", "frag_candidate_configs", "GemmError", "GemmUnsupported", "supports", "SKINNY_MAX_M", "TUNED", "TUNED_GEMV", "TUNED_METHOD",
+__all__ = ["GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemmError", "GemmUnsupported", "supports", "SKINNY_MAX_M", "TUNED", "TUNED_GEMV", "TUNED_METHOD",
            "bytes_moved", "gemv_candidate_configs", "gemv_key", "candidate_configs", "m_bucket", "tuning_key", "dequantize_packed", "gemm_packed", "gpu_available",
            "kernels_dir", "pick_method", "prepare"]
 

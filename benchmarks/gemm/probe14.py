@@ -1,4 +1,5 @@
-"""Run-14 probe (2026-11-25 session 11): the frag kernel (weights in mma fragment order, kernels/w4a16_frag.cu)
+"""Run-14 probe (2026-11-25 session 11; needs the source of commit a677e53, where the frag kernel lived: it was
+reverted, see NOTES.md run 14): the frag kernel (weights in mma fragment order, kernels/w4a16_frag.cu)
 against the shipped small-M kernels on the same data, and cuBLAS fp16 (torch, graph-timed) in the same rounds.
 
 For each shape and M: every frag candidate configuration (output checked against float64 first), the skinny

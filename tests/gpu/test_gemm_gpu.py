@@ -13,7 +13,7 @@ import pytest
 
 from awqfmt.dtypes import from_float32
 from awqfmt.gpu import GemmError, gemm_packed, gpu_available
-from awqfmt.gpu.gemm import GEMV_AUTO_MAX_M, GEMV_MAX_M, GemmUnsupported, frag_candidate_configs, gemv_candidate_configs
+from awqfmt.gpu.gemm import GEMV_AUTO_MAX_M, GEMV_MAX_M, gemv_candidate_configs
 from awqfmt.logical import LogicalModule, encode
 from awqfmt.spec import get_spec
 
@@ -273,7 +273,6 @@ def test_errors_are_clear():
 # ---- programmatic dependent launch: kernels that start while the one before them is still finishing ------
 
 PDL_CHAIN_CASES = [("gemv", 1, None), ("gemv", 2, {"vw": 2, "fl": 4, "pf": 1, "waves": 1}),
-                   ("frag", 16, {"d": 4, "pf": 1, "warps": 8}), ("frag", 1, {"d": 6, "pf": 2, "warps": 4, "mb": 2}),
                    ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16}),
                    ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0}), ("skinny", 5, {"wc": 1, "nt": 1, "pf": 1, "chk": 0})]
 
@@ -377,81 +376,3 @@ def test_pdl_only_for_prepared_modules(monkeypatch):
     monkeypatch.setenv("AWQFMT_PDL", "0")
     gemm_packed("awq", p, x, group_size=128, method="skinny", info=info)
     assert info["pdl"] is False
-
-
-# ---- the frag kernel (weights rearranged into mma fragment order on the GPU) -----------------------------
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("G", [64, 128, -1])
-@pytest.mark.parametrize("M", [1, 5, 8, 9, 16])
-def test_frag_layout_group(layout, G, M):
-    rng, seed = _rng()
-    K, N = (1024, 640) if G != -1 else (576, 192)
-    rel, info = run_case(layout, make_module(rng, K, N, G, layout=layout), M, method="frag", rng=rng, seed=seed)
-    assert info["kernel"].startswith("w4a16_frag<")
-
-
-@pytest.mark.parametrize("config", frag_candidate_configs(16) + [{"d": 2, "pf": 1, "warps": 8, "splits": 3},
-                                                                 {"d": 3, "pf": 2, "warps": 4, "splits": 64}])
-@pytest.mark.parametrize("layout", ["awq", "gptq"])
-@pytest.mark.parametrize("K,N,G", [(4096, 256, 128), (2048, 1024, 64), (1280, 64, -1)])
-def test_frag_configs(config, layout, K, N, G):
-    """Every configuration, with K splits across blocks (few column tiles) and without."""
-    rng, seed = _rng()
-    for M in (3, 16):
-        run_case(layout, make_module(rng, K, N, G, layout=layout), M, method="frag", config=config, rng=rng, seed=seed)
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_frag_bf16_scales(layout):
-    rng, seed = _rng()
-    run_case(layout, make_module(rng, 2048, 512, 128, layout=layout, bf16=True), 11, method="frag", rng=rng, seed=seed)
-
-
-@pytest.mark.parametrize("layout", ["awq", "gptq"])
-@pytest.mark.parametrize("K,N,M", [(4096, 4096, 16), (4096, 4096, 1), (8192, 1024, 3), (2048, 11008, 16)])
-def test_frag_large_shapes(layout, K, N, M):
-    rng, seed = _rng()
-    run_case(layout, make_module(rng, K, N, 128, layout=layout), M, method="frag", rng=rng, seed=seed)
-
-
-def test_frag_activation_outliers():
-    """fp32 accumulation of exact (q - z) products: activations in the thousands stay exact enough."""
-    rng, seed = _rng()
-    module = make_module(rng, 2048, 256, 128)
-    x = rng.standard_normal((16, 2048)).astype(np.float16)
-    x[:, rng.choice(2048, 8, replace=False)] = 3000.0
-    run_case("awq", module, 16, method="frag", x=x, rng=rng, seed=seed)
-
-
-def test_frag_unsupported_modules_say_why():
-    rng, _ = _rng()
-    x = rng.standard_normal((4, 1024)).astype(np.float16)
-    for (K, N, G), why in [((1024, 512, 32), "multiple of 64"), ((1024, 520, 128), "multiples of 64")]:
-        module = make_module(rng, K, N, G)
-        tensors = {n: a for n, (a, _) in encode(get_spec("awq"), module).items()}
-        with pytest.raises(GemmUnsupported, match=why):
-            gemm_packed("awq", tensors, x, group_size=G, method="frag")
-    module = make_module(rng, 1024, 512, 128)
-    tensors = {n: a for n, (a, _) in encode(get_spec("awq"), module).items()}
-    with pytest.raises(GemmUnsupported, match="at most 16 tokens"):
-        gemm_packed("awq", tensors, rng.standard_normal((17, 1024)).astype(np.float16), group_size=128, method="frag")
-
-
-def test_frag_copy_is_built_once_and_auto_follows_tuning():
-    from awqfmt.gpu.gemm import TUNED_METHOD, gemv_key, prepare
-
-    rng, seed = _rng()
-    module = make_module(rng, 1024, 512, 128)
-    p = prepare("awq", {n: a for n, (a, _) in encode(get_spec("awq"), module).items()}, group_size=128)
-    first = p.fragment()
-    assert p.fragment() is first
-    key = gemv_key(p, 16)
-    TUNED_METHOD[key] = "frag"
-    try:
-        info: dict = {}
-        x = rng.standard_normal((16, 1024)).astype(np.float16)
-        gemm_packed("awq", p, x, group_size=128, info=info)
-        assert info["method"] == "frag", info
-    finally:
-        TUNED_METHOD.pop(key, None)

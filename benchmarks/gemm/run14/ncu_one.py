@@ -1,4 +1,5 @@
-"""Launch the frag and skinny kernels a few times on one shape for Nsight Compute (run 14b)."""
+"""Launch the frag and skinny kernels a few times on one shape for Nsight Compute (run 14b; needs the source of
+commit a677e53, where the frag kernel lived before it was reverted)."""
 import sys
 
 import cupy as cp
