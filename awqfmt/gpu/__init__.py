@@ -7,6 +7,7 @@ launch can work here (never raises).
 from .gemm import (
     GemmError,
     GemmUnsupported,
+    Workspace,
     dequantize_packed,
     gemm_packed,
     gpu_available,
@@ -16,5 +17,5 @@ from .gemm import (
     supports,
 )
 
-__all__ = ["GemmError", "GemmUnsupported", "dequantize_packed", "gemm_packed", "gpu_available", "kernels_dir", "pick_method",
+__all__ = ["GemmError", "GemmUnsupported", "Workspace", "dequantize_packed", "gemm_packed", "gpu_available", "kernels_dir", "pick_method",
            "prepare", "supports"]

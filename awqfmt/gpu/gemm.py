@@ -19,7 +19,8 @@ or bf16 as raw uint16 bits with scale_dtype="BF16").
 
 CuPy is imported lazily: importing this module works without it. Every launch is checked (launch errors
 raise at once; `check=True` or AWQFMT_GPU_CHECK=1 also synchronizes and raises asynchronous faults).
-The split-K workspace is shared per device: use one stream at a time per device.
+The split-K workspace is shared per device unless a call passes its own (`Workspace`): streams that run GEMMs
+at the same time need one each.
 """
 
 from __future__ import annotations
@@ -161,22 +162,43 @@ def _blocks_per_sm(kern, threads: int = 256, smem: int = 0) -> int:
     return n
 
 
-_workspaces: dict[int, tuple[Any, Any]] = {}
+class Workspace:
+    """The zeroed fp32 split-K workspace and tile counters the GEMV and skinny kernels reduce through (each launch
+    leaves them zeroed again). Launches that share one must not run at the same time: gemm_packed uses one per
+    device unless given its own, so give each stream that runs GEMMs concurrently with another its own
+    `Workspace()` (README "Library"). Grows on demand, on the device current when it first grows."""
+
+    def __init__(self):
+        self.ws = None
+        self.counters = None
+        self.device = None
+
+    def arrays(self, n_float: int, n_counters: int):
+        cp = _cupy()
+        dev = cp.cuda.Device().id
+        if self.device is not None and self.device != dev:
+            raise GemmError(f"this Workspace lives on GPU {self.device}; the current device is GPU {dev}")
+        self.device = dev
+        if self.ws is None or self.ws.size < n_float:
+            self.ws = cp.zeros(max(n_float, 1 << 20), dtype=cp.float32)
+        if self.counters is None or self.counters.size < n_counters:
+            self.counters = cp.zeros(max(n_counters, 4096), dtype=cp.uint32)
+        return self.ws, self.counters
 
 
-def _workspace(n_float: int, n_counters: int):
-    """Zeroed fp32 split-K workspace and tile counters; the kernel leaves them zeroed after each launch. One per
-    device: launches that share it must not run at the same time (one stream, or streams ordered by events;
-    README "Library"); a PDL launch touches it only after waiting for the kernel before it."""
-    cp = _cupy()
-    dev = cp.cuda.Device().id
-    ws, ct = _workspaces.get(dev, (None, None))
-    if ws is None or ws.size < n_float:
-        ws = cp.zeros(max(n_float, 1 << 20), dtype=cp.float32)
-    if ct is None or ct.size < n_counters:
-        ct = cp.zeros(max(n_counters, 4096), dtype=cp.uint32)
-    _workspaces[dev] = (ws, ct)
-    return ws, ct
+_workspaces: dict[int, Workspace] = {}
+
+
+def _workspace(n_float: int, n_counters: int, own: Workspace | None = None):
+    """The workspace arrays for a launch: `own`, or the current device's shared one. A PDL launch touches them
+    only after waiting for the kernel before it."""
+    if own is not None:
+        return own.arrays(n_float, n_counters)
+    dev = _cupy().cuda.Device().id
+    shared = _workspaces.get(dev)
+    if shared is None:
+        shared = _workspaces[dev] = Workspace()
+    return shared.arrays(n_float, n_counters)
 
 
 _scratch: dict[int, Any] = {}
@@ -453,7 +475,8 @@ def _allow_dynamic_smem(kern, dyn: int, name: str) -> None:
         raise GemmError(f"cannot give {name} {dyn} bytes of shared memory: {exc}") from exc
 
 
-def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False) -> dict:
+def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False,
+                workspace: Workspace | None = None) -> dict:
     cfg = dict(_default_config(M))
     if config is None:
         config = TUNED.get(tuning_key(p, M))
@@ -504,7 +527,7 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = Fal
     splits = -(-n_units // ups)
     if tok_tiles > 65535 or splits > 65535:
         raise GemmError(f"M={M} too large for the skinny kernel")
-    ws, ct = _workspace(M * N, col_tiles * tok_tiles)
+    ws, ct = _workspace(M * N, col_tiles * tok_tiles, workspace)
     gm, gmask = group_magic(upg or n_units, n_units)  # units per group (one group: upg = 0 or n_units)
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
             np.int32(ups), np.int32(ch_log))
@@ -515,7 +538,8 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = Fal
             "shared_mem": dyn, "pdl": pdl}
 
 
-def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False) -> dict:
+def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False,
+              workspace: Workspace | None = None) -> dict:
     cfg = {"vw": 2, "fl": 8, "pf": 1, "waves": 1}
     if config is None:
         config = TUNED_GEMV.get(gemv_key(p, M))
@@ -544,7 +568,7 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
     splits = -(-K // (rt * rpt))
     if splits > 65535:
         raise GemmError(f"gemv: {splits} K splits is too many (rpt={rpt})")
-    ws, ct = _workspace(M * N, col_tiles)
+    ws, ct = _workspace(M * N, col_tiles, workspace)
     gm, gmask = group_magic(p.G, K)  # rows per group
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
             np.int32(rpt))
@@ -584,7 +608,7 @@ def dequantize_packed(layout_name: str, tensors: Mapping[str, Any], *, bits: int
 def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 4, group_size: int,
                 scale_dtype: str = "F16", zero_offset: int | None = None, method: str = "auto",
                 decode: str | None = None, out=None, config: dict | None = None, check: bool = False,
-                info: dict | None = None):
+                info: dict | None = None, workspace: Workspace | None = None):
     """y = x @ W for a packed 4-bit module, on the GPU. Returns a cupy fp16 array [M, N].
 
     layout_name: "awq" | "logical" | "gptq" | "gptq-v2". tensors: {"qweight", "qzeros", "scales"[, "g_idx"]}
@@ -595,8 +619,12 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks};
     both: pdl 0 launches a prepared module without programmatic dependent launch, see awqfmt/gpu/launch.py).
     method "gemv" takes 1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
+    workspace: the split-K workspace to reduce through (default: one shared per device); pass a `Workspace()` of
+    its own to each stream that runs GEMMs at the same time as another stream.
     """
     cp = _cupy()
+    if workspace is not None and not isinstance(workspace, Workspace):
+        raise GemmError(f"workspace must be an awqfmt.gpu.Workspace, got {type(workspace).__name__}")
     p = tensors if isinstance(tensors, _Prepared) else _Prepared(
         layout_name, tensors, bits=bits, group_size=group_size, scale_dtype=scale_dtype,
         zero_offset=zero_offset, decode=decode)
@@ -621,11 +649,11 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
             raise GemmUnsupported("the gemv kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
         if M > GEMV_MAX_M:
             raise GemmUnsupported(f"the gemv kernel takes at most {GEMV_MAX_M} tokens (got M={M}); use skinny")
-        ran = _run_gemv(p, xd, y, M, config, pdl=p.pdl_safe and pdl_available())
+        ran = _run_gemv(p, xd, y, M, config, pdl=p.pdl_safe and pdl_available(), workspace=workspace)
     elif method == "skinny":
         if not p.skinny_ok:
             raise GemmUnsupported("the skinny kernel needs group_size % 32 == 0 (or one group) and no act-order g_idx")
-        ran = _run_skinny(p, xd, y, M, config, pdl=p.pdl_safe and pdl_available())
+        ran = _run_skinny(p, xd, y, M, config, pdl=p.pdl_safe and pdl_available(), workspace=workspace)
     elif method == "dequant":
         W = _dequant_buffer(p.K * p.N).reshape(p.K, p.N)
         ran = {"kernel": _run_dequant(p, W) + " + cupy.matmul"}
@@ -661,7 +689,7 @@ def bytes_moved(K: int, N: int, M: int, group_size: int) -> int:
     return K * N // 2 + n_g * N // 2 + n_g * N * 2 + M * K * 2 + M * N * 2
 
 
-__all__ = ["GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemmError", "GemmUnsupported", "supports", "SKINNY_MAX_M", "TUNED", "TUNED_GEMV", "TUNED_METHOD",
+__all__ = ["GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemmError", "Workspace", "GemmUnsupported", "supports", "SKINNY_MAX_M", "TUNED", "TUNED_GEMV", "TUNED_METHOD",
            "bytes_moved", "gemv_candidate_configs", "gemv_key", "candidate_configs", "m_bucket", "tuning_key", "dequantize_packed", "gemm_packed", "gpu_available",
            "kernels_dir", "pick_method", "prepare"]
 

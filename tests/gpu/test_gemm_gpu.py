@@ -376,3 +376,51 @@ def test_pdl_only_for_prepared_modules(monkeypatch):
     monkeypatch.setenv("AWQFMT_PDL", "0")
     gemm_packed("awq", p, x, group_size=128, method="skinny", info=info)
     assert info["pdl"] is False
+
+
+# ---- split-K workspaces: one per concurrently running stream -------------------------------------------
+
+def test_concurrent_streams_with_their_own_workspaces():
+    """Two streams launch split-K GEMMs (GEMV and skinny, several K splits each) back to back without any sync
+    between them, each reducing through its own Workspace: every output must match its reference."""
+    import cupy as cp
+
+    from awqfmt.gpu import Workspace
+    from awqfmt.gpu.gemm import prepare
+
+    rng, seed = _rng()
+    mods = [make_module(rng, 8192, 512, 128), make_module(rng, 4096, 1024, 64)]
+    preps = [prepare("awq", {n: a for n, (a, _) in encode(get_spec("awq"), m).items()}, group_size=m.group_size)
+             for m in mods]
+    cases = [(0, 1, "gemv", {"vw": 1, "fl": 8, "pf": 1, "waves": 4}), (1, 16, "skinny", {"wc": 1, "nt": 2, "pf": 1,
+                                                                                       "chk": 0, "splits": 8})]
+    streams = [cp.cuda.Stream(non_blocking=True) for _ in cases]
+    spaces = [Workspace() for _ in cases]
+    xs = [[rng.standard_normal((M, mods[i].K)).astype(np.float16) for _ in range(12)] for i, M, _, _ in cases]
+    outs = [[cp.full((M, mods[i].N), cp.nan, dtype=cp.float16) for _ in range(12)] for i, M, _, _ in cases]
+    xd = [[cp.asarray(x) for x in row] for row in xs]
+    cp.cuda.Device().synchronize()
+    for step in range(12):
+        for c, (i, M, method, cfg) in enumerate(cases):
+            with streams[c]:
+                gemm_packed("awq", preps[i], xd[c][step], group_size=mods[i].group_size, method=method, config=cfg,
+                            out=outs[c][step], workspace=spaces[c])
+    cp.cuda.Device().synchronize()
+    for c, (i, M, method, _) in enumerate(cases):
+        W = mods[i].dequantize(np.float64)
+        for step in range(12):
+            got = cp.asnumpy(outs[c][step]).astype(np.float64)
+            ref = xs[c][step].astype(np.float64) @ W
+            assert np.isfinite(got).all(), f"{method} step {step}: unwritten output (seed={seed})"
+            rel = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+            assert rel <= TOL, f"{method} step {step}: relative error {rel:.3g} (seed={seed})"
+    assert all(ws.ws is not None and not bool(ws.ws.any()) for ws in spaces), "a workspace was left non-zero"
+
+
+def test_workspace_argument_is_checked():
+    rng, _ = _rng()
+    module = make_module(rng, 1024, 512, 128)
+    tensors = {n: a for n, (a, _) in encode(get_spec("awq"), module).items()}
+    with pytest.raises(GemmError, match="awqfmt.gpu.Workspace"):
+        gemm_packed("awq", tensors, rng.standard_normal((1, 1024)).astype(np.float16), group_size=128,
+                    workspace=object())
