@@ -162,21 +162,6 @@ __device__ __forceinline__ u32 ldg_stream_u32(const void* p) {
     asm("ld.global.nc.L1::no_allocate" AWQFMT_LDG_L2_HINT ".u32 %0, [%1];" : "=r"(r) : "l"(p));
     return r;
 }
-// Zeros and scales of a unit two ahead requested early (AWQFMT_ZS_PREFETCH: 0 off, 1 into L1, 2 into L2) so that
-// the load one unit ahead hits: run 14d's stall sampling of the M = 16 skinny kernel put ~22% of its samples on
-// the first use of a unit's zero word (long scoreboard), loaded only one unit ahead and, with warps 8 units
-// apart, almost never from the warp's own earlier loads.
-#ifndef AWQFMT_ZS_PREFETCH
-#define AWQFMT_ZS_PREFETCH 1
-#endif
-__device__ __forceinline__ void prefetch_line(const void* p) {
-#if AWQFMT_ZS_PREFETCH == 1
-    asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
-#elif AWQFMT_ZS_PREFETCH == 2
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-#endif
-}
-
 // Small, reused data that no kernel writes (scales, zeros): read-only cached path.
 __device__ __forceinline__ uint4 ldg_v4(const void* p) {
     uint4 r;

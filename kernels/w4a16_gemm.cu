@@ -179,11 +179,6 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         for (int nt = 0; nt < NT; ++nt) st.x[nt] = ldx_v4(x_t + (xo[nt] + (u32)(u << 5)));
     };
 
-    auto prefetch_rest = [&](int u) {  // the zeros and scales load_rest(u) will read (FAST path)
-        const int g = group_of(u, gm, gmask);
-        prefetch_line(qz_t + (u32)g * (u32)NW);
-        prefetch_line(sc_t + (u32)g * (u32)N);
-    };
     auto load = [&](int u, Stage& st) {
         const int k0 = u << 5;
         const int g = group_of(u, gm, gmask);
@@ -608,10 +603,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
             {                                                                                              \
                 const int uu = unit_of(i + K6);                                                            \
                 if (uu >= u_end) break;                                                                    \
-                if (unit_of(i + K6 + 2) < u_end) {                                                         \
-                    load_w(unit_of(i + K6 + 2), WNXT2);                                                    \
-                    if (AWQFMT_ZS_PREFETCH) prefetch_rest(unit_of(i + K6 + 2));                            \
-                }                                                                                          \
+                if (unit_of(i + K6 + 2) < u_end) load_w(unit_of(i + K6 + 2), WNXT2);                       \
                 if (unit_of(i + K6 + 1) < u_end) load_rest(unit_of(i + K6 + 1), RNXT);                     \
                 Stage st;                                                                                  \
                 _Pragma("unroll") for (int a = 0; a < WR; ++a)                                             \

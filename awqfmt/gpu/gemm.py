@@ -111,12 +111,9 @@ def _source(fname: str) -> str:
 
 def _kernel(fname: str, name: str):
     cp = _cupy()
-    # AWQFMT_L2_PREFETCH=0|64|128|256 overrides the weight loads' L2 prefetch-size hint (default 128);
-    # AWQFMT_ZS_PREFETCH=0|1|2 the skinny kernel's early request of zeros/scales (off, L1, L2; default 1)
+    # AWQFMT_L2_PREFETCH=0|64|128|256 overrides the weight loads' L2 prefetch-size hint (default 128)
     hint = os.environ.get("AWQFMT_L2_PREFETCH", "")
-    zs = os.environ.get("AWQFMT_ZS_PREFETCH", "")
-    options = ("-std=c++17",) + ((f"-DAWQFMT_L2_PREFETCH={int(hint)}",) if hint in ("0", "64", "128", "256") else ()) \
-        + ((f"-DAWQFMT_ZS_PREFETCH={int(zs)}",) if zs in ("0", "1", "2") else ())
+    options = ("-std=c++17",) + ((f"-DAWQFMT_L2_PREFETCH={int(hint)}",) if hint in ("0", "64", "128", "256") else ())
     key = (cp.cuda.Device().id, fname, name, options)
     k = _kernels.get(key)
     if k is None:
