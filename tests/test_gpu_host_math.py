@@ -74,3 +74,73 @@ def test_dynamic_smem_refusal_is_a_gemm_error():
 
     with pytest.raises(GemmError, match=r"cannot give w4a16_skinny<x> 200000 bytes"):
         _allow_dynamic_smem(_Kern(static=1024, fail=True), 200000, "w4a16_skinny<x>")
+
+
+# ---- split-K workspaces (gemm.Workspace) with a stand-in for CuPy: which arrays a launch gets ------------
+
+class _FakeCupy:
+    """Just what Workspace touches: the current device id, and zeroed arrays (numpy)."""
+    float32, uint32 = np.float32, np.uint32
+
+    def __init__(self):
+        self.device_id = 0
+        outer = self
+
+        class _Device:
+            @property
+            def id(self):
+                return outer.device_id
+
+        class _Cuda:
+            @staticmethod
+            def Device():
+                return _Device()
+
+        self.cuda = _Cuda
+
+    @staticmethod
+    def zeros(n, dtype):
+        return np.zeros(n, dtype=dtype)
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    from awqfmt.gpu import gemm
+
+    fake = _FakeCupy()
+    monkeypatch.setattr(gemm, "_cupy", lambda: fake)
+    monkeypatch.setattr(gemm, "_workspaces", {})
+    return fake
+
+
+def test_workspace_grows_only_when_a_launch_needs_more(fake_cupy):
+    from awqfmt.gpu.gemm import Workspace
+
+    w = Workspace()
+    ws, ct = w.arrays(1000, 10)
+    assert ws.size == 1 << 20 and ct.size == 4096 and not ws.any()
+    assert w.arrays(5000, 100)[0] is ws          # fits: the same arrays
+    big, _ = w.arrays((1 << 20) + 1, 10)
+    assert big is not ws and big.size == (1 << 20) + 1
+    assert w.arrays(10, 5000)[1].size == 5000
+
+
+def test_shared_workspace_is_one_per_device_and_an_own_one_is_separate(fake_cupy):
+    from awqfmt.gpu.gemm import Workspace, _workspace
+
+    a = _workspace(100, 10)
+    assert _workspace(200, 20)[0] is a[0]           # the same device: shared
+    own = Workspace()
+    assert _workspace(100, 10, own)[0] is not a[0]  # its own arrays
+    fake_cupy.device_id = 1
+    assert _workspace(100, 10)[0] is not a[0]       # another device: another shared one
+
+
+def test_a_workspace_stays_on_its_device(fake_cupy):
+    from awqfmt.gpu.gemm import Workspace
+
+    w = Workspace()
+    w.arrays(10, 10)
+    fake_cupy.device_id = 1
+    with pytest.raises(GemmError, match="lives on GPU 0; the current device is GPU 1"):
+        w.arrays(10, 10)
