@@ -40,7 +40,7 @@
 
 #include "w4a16_common.cuh"
 
-template <int LAYOUT, int BF16, int ZOFF, int MT, int VW, int FL, int PF, int KF, int PRE = 0>
+template <int LAYOUT, int BF16, int ZOFF, int MT, int VW, int FL, int PF, int KF>
 __global__ void __launch_bounds__(256, (VW == 4) ? 1 : 2)
 w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
            const u32* __restrict__ qw,       // AWQ-like: [K, N/8]; GPTQ: [K/8, N]
@@ -55,7 +55,6 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     static_assert(FL == 2 || FL == 4 || FL == 8, "FL is 2, 4 or 8 rows per batch");
     static_assert(MT >= 1 && MT <= 4, "1 to 4 tokens");
     static_assert(PF == 0 || PF == 1, "PF is 0 or 1");
-    static_assert(PRE == 0 || PRE == 2 || PRE == 4, "PRE is 0 (PF pipeline) or 2, 4 batches loaded at once");
     constexpr bool GPTQ = (LAYOUT == AWQFMT_L_GPTQ);
     static_assert(!GPTQ || FL == 8, "a GPTQ batch is one packed word row (8 k)");
     constexpr int LC = 32 / VW;     // lanes across the block's 32 words
@@ -262,60 +261,39 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     };
 
     pdl_trigger();
-    int gcur = -1;
-    auto batch = [&](int b, const Batch& B, auto exact) {
-        const int g = group_of(b, gm, gmask);  // a batch never crosses a group (host: G % 32 == 0 or one group)
-        if (g != gcur) {
-            load_group(g);
-            gcur = g;
-        }
-        compute(B, exact);
-    };
-    const awqfmt::flag<false> fast;
-    if constexpr (PRE > 0) {
-        // PRE: the thread's whole slice (at most PRE batches: the host sets rpt = PRE * FL) is requested at once,
-        // before waiting for the kernel before this one, so the slice costs one memory latency, not one per batch,
-        // and under PDL its loads overlap that kernel's tail (run 14f).
-        Batch all[PRE];
-#pragma unroll
-        for (int p = 0; p < PRE; ++p)
-            if (cols_ok && r_begin + p * FL < r_end) load_w(r_begin + p * FL, all[p]);
-        pdl_wait(x, x_t);
-#pragma unroll
-        for (int p = 0; p < PRE; ++p)
-            if (cols_ok && r_begin + p * FL < r_end) load_x(r_begin + p * FL, all[p]);
-        if (cols_ok) {
-#pragma unroll
-            for (int p = 0; p < PRE; ++p)
-                if (r_begin + p * FL < r_end) batch(r_begin + p * FL, all[p], fast);
-        }
-    } else {
-        Batch cur, nxt;
-        // PF: the first batch's weights are requested before waiting for the kernel before this one (see pdl_wait)
-        const bool first = PF && cols_ok && r_begin < r_end;
-        if (first) load_w(r_begin, cur);
-        pdl_wait(x, x_t);
-        if (first) load_x(r_begin, cur);
-        if (cols_ok) {
-            if constexpr (PF) {
-                // two batches per trip, the buffers swap roles: no register copies between batches (the first
-                // batch was loaded above)
-                for (int b = r_begin; b < r_end; b += 2 * FL) {
-                    if (b + FL < r_end) load(b + FL, nxt);
-                    batch(b, cur, fast);
-                    if (b + FL >= r_end) break;
-                    if (b + 2 * FL < r_end) load(b + 2 * FL, cur);
-                    batch(b + FL, nxt, fast);
-                }
-            } else {
-                for (int b = r_begin; b < r_end; b += FL) {
-                    load(b, cur);
-                    batch(b, cur, fast);
-                }
+    Batch cur, nxt;
+    // PF: the first batch's weights are requested before waiting for the kernel before this one (see pdl_wait)
+    const bool first = PF && cols_ok && r_begin < r_end;
+    if (first) load_w(r_begin, cur);
+    pdl_wait(x, x_t);
+    if (first) load_x(r_begin, cur);
+    if (cols_ok) {
+        int gcur = -1;
+        auto batch = [&](int b, const Batch& B, auto exact) {
+            const int g = group_of(b, gm, gmask);  // a batch never crosses a group (host: G % 32 == 0 or one group)
+            if (g != gcur) {
+                load_group(g);
+                gcur = g;
+            }
+            compute(B, exact);
+        };
+        const awqfmt::flag<false> fast;
+        if constexpr (PF) {
+            // two batches per trip, the buffers swap roles: no register copies between batches (the first
+            // batch was loaded above)
+            for (int b = r_begin; b < r_end; b += 2 * FL) {
+                if (b + FL < r_end) load(b + FL, nxt);
+                batch(b, cur, fast);
+                if (b + FL >= r_end) break;
+                if (b + 2 * FL < r_end) load(b + 2 * FL, cur);
+                batch(b + FL, nxt, fast);
+            }
+        } else {
+            for (int b = r_begin; b < r_end; b += FL) {
+                load(b, cur);
+                batch(b, cur, fast);
             }
         }
-    }
-    if (cols_ok) {
         // an fp16 partial sum overflowed (|x| beyond ~65504 / (15 FL)) or x holds inf/NaN: redo in fp32
         bool finite = true;
 #pragma unroll
@@ -327,10 +305,9 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
             for (int t = 0; t < MT; ++t)
 #pragma unroll
                 for (int j = 0; j < COLS; ++j) acc[t][j] = 0.f;
-            Batch fb;
             for (int b = r_begin; b < r_end; b += FL) {
-                load(b, fb);
-                batch(b, fb, awqfmt::flag<true>());
+                load(b, cur);
+                batch(b, cur, awqfmt::flag<true>());
             }
         }
     }
@@ -389,28 +366,24 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
 #ifdef AWQFMT_INSTANTIATE_ALL
 // Explicit instantiations so that an offline nvcc build (tests/test_kernels_compile.py) checks the template
 // body; at run time NVRTC instantiates only what is launched.
-#define AWQFMT_GEMV_INST(L, BF, Z, MT, VW, FL, PF, KF, PRE)                                                     \
-    template __global__ void w4a16_gemv<L, BF, Z, MT, VW, FL, PF, KF, PRE>(const u16*, const u32*, const u32*,  \
-                                                                           const u16*, u16*, float*, u32*, int,  \
-                                                                           int, int, u32, u32, int);
-AWQFMT_GEMV_INST(0, 0, 0, 1, 2, 8, 1, 1, 0)
-AWQFMT_GEMV_INST(0, 0, 0, 1, 2, 8, 1, 0, 0)
-AWQFMT_GEMV_INST(0, 0, 0, 1, 4, 8, 0, 1, 0)
-AWQFMT_GEMV_INST(0, 0, 0, 1, 4, 8, 0, 0, 0)
-AWQFMT_GEMV_INST(0, 1, 0, 2, 1, 4, 1, 1, 0)
-AWQFMT_GEMV_INST(0, 1, 0, 2, 1, 4, 1, 0, 0)
-AWQFMT_GEMV_INST(0, 0, 0, 4, 2, 2, 0, 1, 0)
-AWQFMT_GEMV_INST(0, 0, 0, 4, 2, 2, 0, 0, 0)
-AWQFMT_GEMV_INST(1, 0, 0, 1, 2, 8, 1, 1, 0)
-AWQFMT_GEMV_INST(1, 0, 0, 1, 2, 8, 1, 0, 0)
-AWQFMT_GEMV_INST(2, 0, 0, 3, 2, 8, 1, 1, 0)
-AWQFMT_GEMV_INST(2, 0, 0, 3, 2, 8, 1, 0, 0)
-AWQFMT_GEMV_INST(3, 0, 1, 1, 2, 8, 1, 1, 0)
-AWQFMT_GEMV_INST(3, 0, 1, 1, 2, 8, 1, 0, 0)
-AWQFMT_GEMV_INST(3, 1, 0, 4, 4, 8, 0, 1, 0)
-AWQFMT_GEMV_INST(3, 1, 0, 4, 4, 8, 0, 0, 0)
-AWQFMT_GEMV_INST(0, 0, 0, 1, 1, 8, 1, 1, 4)
-AWQFMT_GEMV_INST(0, 0, 0, 1, 2, 8, 1, 1, 2)
-AWQFMT_GEMV_INST(3, 1, 1, 2, 2, 8, 1, 1, 4)
-AWQFMT_GEMV_INST(1, 0, 0, 1, 1, 4, 1, 0, 4)
+#define AWQFMT_GEMV_INST(L, BF, Z, MT, VW, FL, PF, KF)                                                          \
+    template __global__ void w4a16_gemv<L, BF, Z, MT, VW, FL, PF, KF>(const u16*, const u32*, const u32*,    \
+                                                                      const u16*, u16*, float*, u32*, int, int, \
+                                                                      int, u32, u32, int);
+AWQFMT_GEMV_INST(0, 0, 0, 1, 2, 8, 1, 1)
+AWQFMT_GEMV_INST(0, 0, 0, 1, 2, 8, 1, 0)
+AWQFMT_GEMV_INST(0, 0, 0, 1, 4, 8, 0, 1)
+AWQFMT_GEMV_INST(0, 0, 0, 1, 4, 8, 0, 0)
+AWQFMT_GEMV_INST(0, 1, 0, 2, 1, 4, 1, 1)
+AWQFMT_GEMV_INST(0, 1, 0, 2, 1, 4, 1, 0)
+AWQFMT_GEMV_INST(0, 0, 0, 4, 2, 2, 0, 1)
+AWQFMT_GEMV_INST(0, 0, 0, 4, 2, 2, 0, 0)
+AWQFMT_GEMV_INST(1, 0, 0, 1, 2, 8, 1, 1)
+AWQFMT_GEMV_INST(1, 0, 0, 1, 2, 8, 1, 0)
+AWQFMT_GEMV_INST(2, 0, 0, 3, 2, 8, 1, 1)
+AWQFMT_GEMV_INST(2, 0, 0, 3, 2, 8, 1, 0)
+AWQFMT_GEMV_INST(3, 0, 1, 1, 2, 8, 1, 1)
+AWQFMT_GEMV_INST(3, 0, 1, 1, 2, 8, 1, 0)
+AWQFMT_GEMV_INST(3, 1, 0, 4, 4, 8, 0, 1)
+AWQFMT_GEMV_INST(3, 1, 0, 4, 4, 8, 0, 0)
 #endif

@@ -364,12 +364,8 @@ def gemv_key(p: "_Prepared", M: int) -> tuple:
 
 def gemv_candidate_configs(M: int) -> list[dict]:
     """GEMV configurations worth timing: vw words (8 * vw columns) per thread and row, fl rows per fp16
-    batch, pf 0/1 (next batch loaded before the current one is computed), waves of resident blocks; pre 2/4: each
-    thread takes pre batches (rows = pre * fl) and requests them all at once, before waiting for the kernel
-    ahead (the K splits then follow from the rows per thread)."""
-    return [{"vw": 1, "fl": 8, "pf": 1, "pre": 4}, {"vw": 1, "fl": 8, "pf": 1, "pre": 2},
-            {"vw": 2, "fl": 8, "pf": 1, "pre": 2}, {"vw": 1, "fl": 4, "pf": 1, "pre": 4},
-            {"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 0, "waves": 1},
+    batch, pf 0/1 (next batch loaded before the current one is computed), waves of resident blocks."""
+    return [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 0, "waves": 1},
             {"vw": 2, "fl": 8, "pf": 1, "waves": 4},
             {"vw": 1, "fl": 8, "pf": 1, "waves": 1}, {"vw": 1, "fl": 8, "pf": 0, "waves": 2},
             {"vw": 2, "fl": 4, "pf": 1, "waves": 2}, {"vw": 2, "fl": 4, "pf": 1, "waves": 1},
@@ -549,10 +545,9 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
         config = TUNED_GEMV.get(gemv_key(p, M))
     if config:
         cfg.update(config)
-    vw, fl, pf, pre = int(cfg["vw"]), int(cfg["fl"]), int(cfg["pf"]), int(cfg.get("pre", 0))
-    if vw not in (1, 2, 4) or fl not in (2, 4, 8) or pf not in (0, 1) or pre not in (0, 2, 4) \
-            or not 1 <= M <= GEMV_MAX_M:
-        raise GemmError(f"bad gemv config {cfg} or M={M} (vw 1/2/4, fl 2/4/8, pf 0/1, pre 0/2/4, M 1..{GEMV_MAX_M})")
+    vw, fl, pf = int(cfg["vw"]), int(cfg["fl"]), int(cfg["pf"])
+    if vw not in (1, 2, 4) or fl not in (2, 4, 8) or pf not in (0, 1) or not 1 <= M <= GEMV_MAX_M:
+        raise GemmError(f"bad gemv config {cfg} or M={M} (vw 1/2/4, fl 2/4/8, pf 0/1, M 1..{GEMV_MAX_M})")
     if p.gptq:
         fl = 8  # a GPTQ batch is one packed word row
     K, N = p.K, p.N
@@ -560,11 +555,11 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
     while vw > 1 and ((N // 8) % vw or p.qw.data.ptr % (4 * vw) or p.qz.data.ptr % (4 * vw)):
         vw //= 2
     kf = int(K % 8 == 0)  # every batch lies inside K: the loads drop their bounds tests
-    name = f"w4a16_gemv<{p.code},{int(p.bf16)},{p.zoff},{M},{vw},{fl},{pf},{kf},{pre}>"
+    name = f"w4a16_gemv<{p.code},{int(p.bf16)},{p.zoff},{M},{vw},{fl},{pf},{kf}>"
     kern = _kernel(_GEMV_SRC, name)
     col_tiles = -(-N // 256)
     rt = 8 * vw  # row-threads per block
-    rpt = pre * fl if pre else int(cfg.get("rpt") or 0)  # pre: the kernel holds at most pre batches a thread
+    rpt = int(cfg.get("rpt") or 0)
     if rpt <= 0:
         target = cfg.get("target_blocks") or float(cfg.get("waves", 1)) * _sm_count() * _blocks_per_sm(kern)
         splits = max(1, int(round(target / col_tiles)))

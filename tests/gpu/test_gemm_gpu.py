@@ -273,7 +273,6 @@ def test_errors_are_clear():
 # ---- programmatic dependent launch: kernels that start while the one before them is still finishing ------
 
 PDL_CHAIN_CASES = [("gemv", 1, None), ("gemv", 2, {"vw": 2, "fl": 4, "pf": 1, "waves": 1}),
-                   ("gemv", 1, {"vw": 1, "fl": 8, "pf": 1, "pre": 4}), ("gemv", 3, {"vw": 2, "fl": 8, "pf": 1, "pre": 2}),
                    ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16}),
                    ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0}), ("skinny", 5, {"wc": 1, "nt": 1, "pf": 1, "chk": 0})]
 
@@ -425,19 +424,3 @@ def test_workspace_argument_is_checked():
     with pytest.raises(GemmError, match="awqfmt.gpu.Workspace"):
         gemm_packed("awq", tensors, rng.standard_normal((1, 1024)).astype(np.float16), group_size=128,
                     workspace=object())
-
-
-@pytest.mark.parametrize("pre,vw,fl", [(4, 1, 8), (2, 1, 8), (2, 2, 8), (4, 1, 4), (2, 4, 2)])
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("K,N,G", [(4096, 1024, 128), (1000, 264, -1), (2048, 520, 32), (104, 64, -1)])
-def test_gemv_whole_slice_up_front(pre, vw, fl, layout, K, N, G):
-    """pre: each thread's rows (pre batches) requested at once before the wait; odd K, N and one-group shapes,
-    every token count, bf16 scales on one of them."""
-    if layout in ("gptq", "gptq-v2") and K % 8:
-        pytest.skip("GPTQ packs K in words of 8")
-    rng, seed = _rng()
-    module = make_module(rng, K, N, G, layout=layout, bf16=(K == 2048))
-    for M in range(1, GEMV_MAX_M + 1):
-        rel, info = run_case(layout, module, M, method="gemv", config={"vw": vw, "fl": fl, "pf": 1, "pre": pre},
-                             rng=rng, seed=seed)
-        assert info["kernel"].endswith(f",{pre}>"), info
