@@ -1,7 +1,9 @@
-"""Host-side arithmetic of the GPU launchers (no GPU needed): the division-free group index the kernels use, and
-the shared-memory opt-in."""
+"""Host-side arithmetic of the GPU launchers (no GPU needed): the division-free group index the kernels use, the
+shared-memory opt-in, and which split-K workspace a launch gets."""
 
 from __future__ import annotations
+
+import types
 
 import numpy as np
 import pytest
@@ -84,19 +86,7 @@ class _FakeCupy:
 
     def __init__(self):
         self.device_id = 0
-        outer = self
-
-        class _Device:
-            @property
-            def id(self):
-                return outer.device_id
-
-        class _Cuda:
-            @staticmethod
-            def Device():
-                return _Device()
-
-        self.cuda = _Cuda
+        self.cuda = types.SimpleNamespace(Device=lambda: types.SimpleNamespace(id=self.device_id))
 
     @staticmethod
     def zeros(n, dtype):
