@@ -1,0 +1,86 @@
+"""Run-15b probe (2026-11-25 session 12): do consecutive launches overlap more when a launch leaves room on the SM?
+
+probe15 (run 15a) showed a read-only kernel at 4096x4096 taking 4.64 us launched plainly and 3.43 us with PDL:
+with programmatic dependent launch the next launch's blocks start, and request their bytes, while the launch
+before is still running, if the SM has room for them. The shipped GEMV (2 blocks of 256 threads x 128 registers
+per SM) and 16-warp skinny kernel (one 512-thread block x 128 registers) fill the register file, so the next
+launch's blocks wait for this one's to exit. This times, for the missed cells, the shipped configuration against
+ones whose grid fills half the register file (GEMV waves 0.5: one block per SM; skinny with 8 warps aimed at one
+block per SM), each with and without PDL, in one run, every output checked against float64.
+
+Run on the GPU:  PYTHONPATH=. python3 benchmarks/gemm/probe15b.py   (writes $OUT/probe15b.json)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+SHAPES = [(4096, 4096), (8192, 8192)]
+CASES = {
+    1: ("gemv", [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 1, "waves": 0.5},
+                 {"vw": 1, "fl": 8, "pf": 1, "waves": 0.5}, {"vw": 2, "fl": 8, "pf": 1, "waves": 0.25},
+                 {"vw": 2, "fl": 8, "pf": 0, "waves": 0.5}]),
+    16: ("skinny", [{"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16}, {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "sm_mult": 1},
+                    {"wc": 1, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1}, {"wc": 1, "nt": 1, "pf": 1, "chk": 0, "sm_mult": 1},
+                    {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "sm_mult": 0.5}]),
+}
+
+
+def main() -> int:
+    import cupy as cp
+
+    from awqfmt.gpu.bench import _reference_check, device_info, make_module, prepared_copies, time_cupy, time_torch
+    from awqfmt.gpu.gemm import gemm_packed
+
+    import torch
+
+    info = device_info()
+    l2 = info["l2_bytes"] or (50 << 20)
+    rng = np.random.default_rng(151)
+    rows = []
+    for K, N in SHAPES:
+        module = make_module(K, N, 128, rng)
+        preps = prepared_copies(module, "awq", l2)
+        n16 = max(1, min(8, math.ceil(3 * l2 / (K * N * 2))))
+        Wt = [torch.randn((K, N), device="cuda", dtype=torch.float16) for _ in range(n16)]
+        cols = np.unique(np.concatenate([np.arange(64), np.arange(N - 64, N)]))
+        for M, (method, configs) in CASES.items():
+            x_host = rng.standard_normal((M, K), dtype=np.float32).astype(np.float16)
+            x = cp.asarray(x_host)
+            y = cp.empty((M, N), cp.float16)
+            xt = torch.as_tensor(x, device="cuda")
+            yt = torch.empty((M, N), dtype=torch.float16, device="cuda")
+            cublas = time_torch([lambda W=W: torch.matmul(xt, W, out=yt) for W in Wt], 100)["ms"]
+            for rnd in range(2):  # two rounds: the spread between them is the noise
+                for cfg in configs:
+                    for pdl in (1, 0):
+                        c = dict(cfg, pdl=pdl)
+                        y.fill(float("nan"))
+                        ran: dict = {}
+                        gemm_packed("awq", preps[0], x, group_size=128, out=y, method=method, config=c, check=True,
+                                    info=ran)
+                        err = _reference_check(module, x_host, y, cols)
+                        ok = bool(cp.isfinite(y).all())
+                        t = time_cupy([lambda p=p: gemm_packed("awq", p, x, group_size=128, out=y, method=method,
+                                                               config=c) for p in preps], 100)["ms"]
+                        row = {"K": K, "N": N, "M": M, "round": rnd, "method": method, "cfg": c, "ms": t,
+                               "cublas_ms": cublas, "x_cublas": cublas / t, "rel_err": err, "all_written": ok,
+                               "grid": list(ran.get("grid", ())), "threads": ran.get("threads", 256)}
+                        rows.append(row)
+                        print(f"{K}x{N} M={M:2d} r{rnd} {method:6s} {json.dumps(c):70s} grid={row['grid']} "
+                              f"{t * 1e3:6.2f} us  x{cublas / t:5.2f}  err {err:.1e} {'ok' if ok else 'UNWRITTEN'}",
+                              flush=True)
+        del preps, Wt
+        cp.get_default_memory_pool().free_all_blocks()
+    if os.environ.get("OUT"):
+        with open(os.path.join(os.environ["OUT"], "probe15b.json"), "w") as f:
+            json.dump({"device": info, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+# Run 15b: half-register-file grids so consecutive PDL launches overlap (probe15b.py), one device call.
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 || exit
+date -u
+timeout 500 python3 benchmarks/gemm/probe15b.py 2>&1 | grep -v -i warn | tee $OUT/b-overlap.txt | tail -45
+date -u
