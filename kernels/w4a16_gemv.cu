@@ -49,7 +49,8 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
            u16* __restrict__ y,              // [M, N] fp16
            float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit)
            u32* __restrict__ counters,       // [gridDim.x] (zero on entry and exit)
-           int M, int K, int N, u32 gm, u32 gmask, int rpt)
+           int M, int K, int N, u32 gm, u32 gmask, int rpt,
+           int l2pf)                         // 1: the block's slice requested into L2 first (prefetch_rows_l2)
 {
     static_assert(VW == 1 || VW == 2 || VW == 4, "VW is 1, 2 or 4 words per thread and row");
     static_assert(FL == 2 || FL == 4 || FL == 8, "FL is 2, 4 or 8 rows per batch");
@@ -261,6 +262,17 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
     };
 
     pdl_trigger();
+    if (l2pf) {  // the block's rows of weights, and their zeros and scales, into L2 before anything waits
+        const int rb = blockIdx.y * (RT * rpt), re = min(K, rb + RT * rpt);
+        const int wb = blockIdx.x * 32, nwb = min(32, NW - wb);
+        if (rb < re && nwb > 0) {
+            if constexpr (!GPTQ) prefetch_rows_l2(qw + wb, 4 * (size_t)NW, rb, re, 4u * (u32)nwb);
+            else prefetch_rows_l2(qw + 8 * wb, 4 * (size_t)N, rb >> 3, (re + 7) >> 3, 32u * (u32)nwb);
+            const int g0 = group_of(rb, gm, gmask), g1 = group_of(re - 1, gm, gmask) + 1;
+            prefetch_rows_l2(qz + wb, 4 * (size_t)NW, g0, g1, 4u * (u32)nwb);
+            prefetch_rows_l2(sc + 8 * wb, 2 * (size_t)N, g0, g1, 16u * (u32)nwb);
+        }
+    }
     Batch cur, nxt;
     // PF: the first batch's weights are requested before waiting for the kernel before this one (see pdl_wait)
     const bool first = PF && cols_ok && r_begin < r_end;
@@ -369,7 +381,7 @@ w4a16_gemv(const u16* __restrict__ x,        // [M, K] fp16
 #define AWQFMT_GEMV_INST(L, BF, Z, MT, VW, FL, PF, KF)                                                          \
     template __global__ void w4a16_gemv<L, BF, Z, MT, VW, FL, PF, KF>(const u16*, const u32*, const u32*,    \
                                                                       const u16*, u16*, float*, u32*, int, int, \
-                                                                      int, u32, u32, int);
+                                                                      int, u32, u32, int, int);
 AWQFMT_GEMV_INST(0, 0, 0, 1, 2, 8, 1, 1)
 AWQFMT_GEMV_INST(0, 0, 0, 1, 2, 8, 1, 0)
 AWQFMT_GEMV_INST(0, 0, 0, 1, 4, 8, 0, 1)

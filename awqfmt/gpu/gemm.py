@@ -475,6 +475,15 @@ def _allow_dynamic_smem(kern, dyn: int, name: str) -> None:
         raise GemmError(f"cannot give {name} {dyn} bytes of shared memory: {exc}") from exc
 
 
+def _l2pf(p: _Prepared, cfg: dict) -> int:
+    """1 when config asks ("l2pf") for the block's slice to be requested into L2 before the kernel waits for the
+    one before it (run 15) and the bulk prefetch's 16-byte rule holds: N % 32 == 0 (every row piece a multiple
+    of 16 bytes) and 16-byte aligned arrays."""
+    if not int(cfg.get("l2pf", 0)) or p.N % 32:
+        return 0
+    return int(all(a.data.ptr % 16 == 0 for a in (p.qw, p.qz, p.sc)))
+
+
 def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False,
                 workspace: Workspace | None = None) -> dict:
     cfg = dict(_default_config(M))
@@ -530,7 +539,7 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = Fal
     ws, ct = _workspace(M * N, col_tiles * tok_tiles, workspace)
     gm, gmask = group_magic(upg or n_units, n_units)  # units per group (one group: upg = 0 or n_units)
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
-            np.int32(ups), np.int32(ch_log))
+            np.int32(ups), np.int32(ch_log), np.int32(_l2pf(p, cfg)))
     grid = (col_tiles, splits, tok_tiles)
     pdl = pdl and bool(int(cfg.get("pdl", 1)))
     _launch(kern, grid, (threads,), args, name, shared_mem=dyn, pdl=pdl)
@@ -571,7 +580,7 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
     ws, ct = _workspace(M * N, col_tiles, workspace)
     gm, gmask = group_magic(p.G, K)  # rows per group
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
-            np.int32(rpt))
+            np.int32(rpt), np.int32(_l2pf(p, cfg)))
     grid = (col_tiles, splits, 1)
     pdl = pdl and bool(int(cfg.get("pdl", 1)))
     _launch(kern, grid, (256,), args, name, pdl=pdl)

@@ -8,7 +8,11 @@ launch's blocks wait for this one's to exit. This times, for the missed cells, t
 ones whose grid fills half the register file (GEMV waves 0.5: one block per SM; skinny with 8 warps aimed at one
 block per SM), each with and without PDL, in one run, every output checked against float64.
 
-Run on the GPU:  PYTHONPATH=. python3 benchmarks/gemm/probe15b.py   (writes $OUT/probe15b.json)
+Run 15c (`probe15b.py c`): the same with l2pf, the block's whole slice of weights, zeros and scales requested into
+L2 (cp.async.bulk.prefetch) before the PDL wait, so that the next launch's blocks, once resident, pull their bytes
+while the launch before still runs.
+
+Run on the GPU:  PYTHONPATH=. python3 benchmarks/gemm/probe15b.py [b|c]   (writes $OUT/probe15<b|c>.json)
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import os
 import numpy as np
 
 SHAPES = [(4096, 4096), (8192, 8192)]
-CASES = {
+CASES_B = {
     1: ("gemv", [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 1, "waves": 0.5},
                  {"vw": 1, "fl": 8, "pf": 1, "waves": 0.5}, {"vw": 2, "fl": 8, "pf": 1, "waves": 0.25},
                  {"vw": 2, "fl": 8, "pf": 0, "waves": 0.5}]),
@@ -28,9 +32,20 @@ CASES = {
                     {"wc": 1, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1}, {"wc": 1, "nt": 1, "pf": 1, "chk": 0, "sm_mult": 1},
                     {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "sm_mult": 0.5}]),
 }
+# run 15c: the same grids with the block's slice requested into L2 before the PDL wait (l2pf)
+_G = {"vw": 2, "fl": 8, "pf": 1}
+_S = {"wc": 1, "nt": 2, "pf": 2, "chk": 0}
+CASES_C = {
+    1: ("gemv", [dict(_G, waves=1), dict(_G, waves=1, l2pf=1), dict(_G, waves=0.5, l2pf=1),
+                 dict(_G, waves=0.25, l2pf=1), {"vw": 1, "fl": 8, "pf": 1, "waves": 0.5, "l2pf": 1}]),
+    16: ("skinny", [dict(_S, warps=16), dict(_S, warps=16, l2pf=1), dict(_S, sm_mult=1, l2pf=1),
+                    dict(_S, sm_mult=0.5, l2pf=1), {"wc": 1, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1, "l2pf": 1}]),
+}
 
 
 def main() -> int:
+    import sys
+
     import cupy as cp
 
     from awqfmt.gpu.bench import _reference_check, device_info, make_module, prepared_copies, time_cupy, time_torch
@@ -40,6 +55,8 @@ def main() -> int:
 
     info = device_info()
     l2 = info["l2_bytes"] or (50 << 20)
+    which = sys.argv[1] if len(sys.argv) > 1 else "b"
+    cases = {"b": CASES_B, "c": CASES_C}[which]
     rng = np.random.default_rng(151)
     rows = []
     for K, N in SHAPES:
@@ -48,7 +65,7 @@ def main() -> int:
         n16 = max(1, min(8, math.ceil(3 * l2 / (K * N * 2))))
         Wt = [torch.randn((K, N), device="cuda", dtype=torch.float16) for _ in range(n16)]
         cols = np.unique(np.concatenate([np.arange(64), np.arange(N - 64, N)]))
-        for M, (method, configs) in CASES.items():
+        for M, (method, configs) in cases.items():
             x_host = rng.standard_normal((M, K), dtype=np.float32).astype(np.float16)
             x = cp.asarray(x_host)
             y = cp.empty((M, N), cp.float16)
@@ -77,7 +94,7 @@ def main() -> int:
         del preps, Wt
         cp.get_default_memory_pool().free_all_blocks()
     if os.environ.get("OUT"):
-        with open(os.path.join(os.environ["OUT"], "probe15b.json"), "w") as f:
+        with open(os.path.join(os.environ["OUT"], f"probe15{which}.json"), "w") as f:
             json.dump({"device": info, "rows": rows}, f, indent=1)
     return 0
 
