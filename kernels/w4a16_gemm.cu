@@ -67,8 +67,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
              u16* __restrict__ y,              // [M, N] fp16
              float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit)
              u32* __restrict__ counters,       // [gridDim.z * gridDim.x] (zero on entry and exit)
-             int M, int K, int N, u32 gm, u32 gmask, int units_per_split, int ch_log,
-             int l2pf)                         // 1: the block's slice requested into L2 first (prefetch_rows_l2)
+             int M, int K, int N, u32 gm, u32 gmask, int units_per_split, int ch_log)
 {
     static_assert(WC == 1 || WC == 2 || WC == 4, "WC is 1, 2 or 4");
     static_assert(WC * NT <= 4, "shared staging holds WC * NT <= 4");
@@ -559,17 +558,6 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         }
     };
     pdl_trigger();
-    if (l2pf && blockIdx.z == 0) {  // the block's rows of weights, and their zeros and scales, into L2 first
-        const int rb = bu_begin * 32, re = min(K, bu_end * 32);
-        const int wb = col0 >> 3, nwb = min(BCOLS / 8, NW - wb);
-        if (rb < re && nwb > 0) {
-            if constexpr (!GPTQ) prefetch_rows_l2(qw + wb, 4 * (size_t)NW, rb, re, 4u * (u32)nwb);
-            else prefetch_rows_l2(qw + col0, 4 * (size_t)N, rb >> 3, (re + 7) >> 3, 32u * (u32)nwb);
-            const int g0 = group_of(bu_begin, gm, gmask), g1 = group_of(bu_end - 1, gm, gmask) + 1;
-            prefetch_rows_l2(qz + wb, 4 * (size_t)NW, g0, g1, 4u * (u32)nwb);
-            prefetch_rows_l2(sc + col0, 2 * (size_t)N, g0, g1, 16u * (u32)nwb);
-        }
-    }
     if constexpr (ASYNC) {
         pdl_wait(x, x_t);  // stages hold x next to the weights: nothing is loaded before the earlier kernels finish
 #pragma unroll
@@ -740,18 +728,18 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 // bodies; at run time NVRTC instantiates only what is launched.
 #define AWQFMT_INSTA(L, WC, NT, BF, Z)                                                                       \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 3, 0, 0>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int, int);   \
+                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);   \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 4, 1, 0>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int, int);
+                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);
 #define AWQFMT_INST(L, WC, NT, BF, Z)                                                                        \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1, 1, 1>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int, int);   \
+                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);   \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 2, 0, 1>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int, int);   \
+                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);   \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 0, 1, 1>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int, int);  \
+                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);  \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1, 0, 0>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int, int);
+                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);
 AWQFMT_INST(0, 4, 1, 0, 0)
 AWQFMT_INSTA(0, 2, 1, 0, 0)
 AWQFMT_INSTA(0, 1, 2, 0, 0)
@@ -776,7 +764,7 @@ AWQFMT_INST(3, 2, 2, 1, 0)
 AWQFMT_INST(3, 1, 4, 0, 1)
 #define AWQFMT_INST16(L, WC, NT, PF, CHK, KF)                                                                 \
     template __global__ void w4a16_skinny<L, WC, NT, 0, 0, PF, CHK, KF, 16>(const u16*, const u32*, const u32*,    \
-        const u16*, u16*, float*, u32*, int, int, int, u32, u32, int, int, int);
+        const u16*, u16*, float*, u32*, int, int, int, u32, u32, int, int);
 AWQFMT_INST16(0, 1, 2, 2, 0, 1)
 AWQFMT_INST16(0, 1, 2, 1, 1, 0)
 AWQFMT_INST16(3, 2, 1, 0, 0, 1)

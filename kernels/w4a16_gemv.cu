@@ -37,6 +37,9 @@
 //   PDL     = launched with programmatic dependent launch (awqfmt/gpu/launch.py), a block requests its first
 //             batch of weights, then waits for the kernel before it (pdl_wait) before it reads x, which it reads
 //             through L2 (ldx_*: never the read-only path, see pdl_wait).
+//   l2pf    = (argument) 1: before that wait the block requests its whole slice of weights, zeros and scales
+//             into L2 (prefetch_rows_l2), so a block that starts while the kernel before it still runs pulls its
+//             bytes during that kernel (run 15c: 4096x4096, M = 1, 0.91x the time with PDL; larger shapes slower).
 
 #include "w4a16_common.cuh"
 

@@ -364,8 +364,12 @@ def gemv_key(p: "_Prepared", M: int) -> tuple:
 
 def gemv_candidate_configs(M: int) -> list[dict]:
     """GEMV configurations worth timing: vw words (8 * vw columns) per thread and row, fl rows per fp16
-    batch, pf 0/1 (next batch loaded before the current one is computed), waves of resident blocks."""
+    batch, pf 0/1 (next batch loaded before the current one is computed), waves of resident blocks, l2pf 1: the
+    block's whole slice requested into L2 before the PDL wait (run 15c: 4096x4096, M = 1, 0.91x the time with PDL;
+    8192x8192 1.12x: tuning keeps it per shape)."""
     return [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 0, "waves": 1},
+            {"vw": 2, "fl": 8, "pf": 1, "waves": 1, "l2pf": 1}, {"vw": 1, "fl": 8, "pf": 1, "waves": 1, "l2pf": 1},
+            {"vw": 2, "fl": 8, "pf": 0, "waves": 1, "l2pf": 1},
             {"vw": 2, "fl": 8, "pf": 1, "waves": 4},
             {"vw": 1, "fl": 8, "pf": 1, "waves": 1}, {"vw": 1, "fl": 8, "pf": 0, "waves": 2},
             {"vw": 2, "fl": 4, "pf": 1, "waves": 2}, {"vw": 2, "fl": 4, "pf": 1, "waves": 1},
@@ -475,15 +479,6 @@ def _allow_dynamic_smem(kern, dyn: int, name: str) -> None:
         raise GemmError(f"cannot give {name} {dyn} bytes of shared memory: {exc}") from exc
 
 
-def _l2pf(p: _Prepared, cfg: dict) -> int:
-    """1 when config asks ("l2pf") for the block's slice to be requested into L2 before the kernel waits for the
-    one before it (run 15) and the bulk prefetch's 16-byte rule holds: N % 32 == 0 (every row piece a multiple
-    of 16 bytes) and 16-byte aligned arrays."""
-    if not int(cfg.get("l2pf", 0)) or p.N % 32:
-        return 0
-    return int(all(a.data.ptr % 16 == 0 for a in (p.qw, p.qz, p.sc)))
-
-
 def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False,
                 workspace: Workspace | None = None) -> dict:
     cfg = dict(_default_config(M))
@@ -539,12 +534,21 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = Fal
     ws, ct = _workspace(M * N, col_tiles * tok_tiles, workspace)
     gm, gmask = group_magic(upg or n_units, n_units)  # units per group (one group: upg = 0 or n_units)
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
-            np.int32(ups), np.int32(ch_log), np.int32(_l2pf(p, cfg)))
+            np.int32(ups), np.int32(ch_log))
     grid = (col_tiles, splits, tok_tiles)
     pdl = pdl and bool(int(cfg.get("pdl", 1)))
     _launch(kern, grid, (threads,), args, name, shared_mem=dyn, pdl=pdl)
     return {"kernel": name, "grid": grid, "threads": threads, "units_per_split": ups, "chunk_units": CH,
             "shared_mem": dyn, "pdl": pdl}
+
+
+def _l2pf(p: _Prepared, cfg: dict) -> int:
+    """1 when the GEMV config asks ("l2pf") for the block's slice to be requested into L2 before the kernel waits
+    for the one before it (run 15) and the bulk prefetch's 16-byte rule holds: N % 32 == 0 (every row piece a
+    multiple of 16 bytes) and 16-byte aligned arrays; else 0 (the same kernel without the prefetch)."""
+    if not int(cfg.get("l2pf", 0)) or p.N % 32:
+        return 0
+    return int(all(a.data.ptr % 16 == 0 for a in (p.qw, p.qz, p.sc)))
 
 
 def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False,
@@ -579,12 +583,13 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
         raise GemmError(f"gemv: {splits} K splits is too many (rpt={rpt})")
     ws, ct = _workspace(M * N, col_tiles, workspace)
     gm, gmask = group_magic(p.G, K)  # rows per group
+    l2pf = _l2pf(p, cfg)
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
-            np.int32(rpt), np.int32(_l2pf(p, cfg)))
+            np.int32(rpt), np.int32(l2pf))
     grid = (col_tiles, splits, 1)
     pdl = pdl and bool(int(cfg.get("pdl", 1)))
     _launch(kern, grid, (256,), args, name, pdl=pdl)
-    return {"kernel": name, "grid": grid, "rows_per_thread": rpt, "pdl": pdl}
+    return {"kernel": name, "grid": grid, "rows_per_thread": rpt, "pdl": pdl, "l2pf": bool(l2pf)}
 
 
 def _run_dequant(p: _Prepared, W) -> str:
@@ -625,7 +630,7 @@ def gemm_packed(layout_name: str, tensors: Mapping[str, Any], x, *, bits: int = 
     scale_dtype: "F16" | "BF16" (raw uint16 bits) | "F32" (narrowed to fp16). zero_offset: stored = z + offset
     (default from the layout spec: -1 for gptq, 0 otherwise). method: "auto" | "skinny" | "dequant".
     decode: "lop3" | "shift" (only "logical" has both). config: overrides for the kernel that runs (skinny:
-    {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks};
+    {wc, nt, pf, chk, warps, target_blocks | sm_mult | splits}; gemv: {vw, fl, pf, waves, rpt, target_blocks, l2pf};
     both: pdl 0 launches a prepared module without programmatic dependent launch, see awqfmt/gpu/launch.py).
     method "gemv" takes 1 to GEMV_MAX_M tokens. info: if a dict is passed, it receives what ran.
     workspace: the split-K workspace to reduce through (default: one shared per device); pass a `Workspace()` of

@@ -150,6 +150,20 @@ def test_act_order(layout, G, M):
     assert info["method"] == "dequant"
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("K,N,G", [(2048, 1024, 128), (1000, 1000, -1), (96, 520, 32), (4096, 4096, 64)])
+def test_gemv_l2_prefetch(layout, K, N, G):
+    """l2pf: the block's slice requested into L2 before the wait, on every layout; N % 32 != 0 (1000, 520) and
+    K % 8 != 0 (1000) take the kernel without the prefetch, which must still be right."""
+    rng, seed = _rng()
+    module = make_module(rng, K, N, G, layout=layout)
+    for M in (1, 4):
+        _, info = run_case(layout, module, M, method="gemv", config={"vw": 2, "fl": 8, "pf": 1, "l2pf": 1}, rng=rng,
+                           seed=seed)
+        assert info["kernel"].startswith("w4a16_gemv<")
+        assert info["l2pf"] is (N % 32 == 0), info
+
+
 @pytest.mark.parametrize("layout,K", [("awq", 100), ("logical", 100), ("awq", 72), ("logical", 8), ("gptq", 104),
                                       ("gptq-v2", 8)])
 @pytest.mark.parametrize("method", ["gemv", "skinny", "dequant"])
@@ -273,6 +287,7 @@ def test_errors_are_clear():
 # ---- programmatic dependent launch: kernels that start while the one before them is still finishing ------
 
 PDL_CHAIN_CASES = [("gemv", 1, None), ("gemv", 2, {"vw": 2, "fl": 4, "pf": 1, "waves": 1}),
+                   ("gemv", 1, {"vw": 2, "fl": 8, "pf": 1, "waves": 1, "l2pf": 1}),
                    ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16}),
                    ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0}), ("skinny", 5, {"wc": 1, "nt": 1, "pf": 1, "chk": 0})]
 
