@@ -139,23 +139,9 @@ def mode_floor(args, out):
     row = {"tiny_kernel_ms": time_cupy([lambda: tiny(a, b)], args.reps)["ms"]}
     # the least a kernel that reads every packed byte once can take: 16-byte streaming loads, grid-stride,
     # XOR-folded, one word written per block (2 blocks of 256 threads per SM, 4 loads in flight per thread)
-    read = cp.RawKernel(r"""
-    extern "C" __global__ void __launch_bounds__(256) read_all(const uint4* __restrict__ p, long long n, unsigned* out) {
-        unsigned acc = 0;
-        long long i = (long long)blockIdx.x * 256 + threadIdx.x;
-        const long long stride = (long long)gridDim.x * 256;
-        for (; i + 3 * stride < n; i += 4 * stride) {
-            uint4 v[4];
-            #pragma unroll
-            for (int j = 0; j < 4; ++j) asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                : "=r"(v[j].x), "=r"(v[j].y), "=r"(v[j].z), "=r"(v[j].w) : "l"(p + i + j * stride));
-            #pragma unroll
-            for (int j = 0; j < 4; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
-        }
-        for (; i < n; i += stride) { uint4 v = p[i]; acc ^= v.x ^ v.y ^ v.z ^ v.w; }
-        acc = __reduce_xor_sync(0xffffffffu, acc);
-        if ((threadIdx.x & 31) == 0) atomicXor(out + blockIdx.x, acc);
-    }""", "read_all")
+    from probe15 import READ_SRC  # the same kernel, with a PDL twin (run 15a)
+
+    read = cp.RawKernel(READ_SRC, "read_plain", options=("-std=c++17",))
     sms = cp.cuda.runtime.getDeviceProperties(0)["multiProcessorCount"]
     for K, N in SHAPES:
         nbytes = K * N // 2
