@@ -12,7 +12,10 @@ Run 15c (`probe15b.py c`): the same with l2pf, the block's whole slice of weight
 L2 (cp.async.bulk.prefetch) before the PDL wait, so that the next launch's blocks, once resident, pull their bytes
 while the launch before still runs.
 
-Run on the GPU:  PYTHONPATH=. python3 benchmarks/gemm/probe15b.py [b|c]   (writes $OUT/probe15<b|c>.json)
+Run 15f (`probe15b.py f`, 4096x4096 only): the skinny kernel with sg=1 (each warp's weights staged in shared
+memory before the PDL wait, one block per SM) at M = 1, 8, 16 against the shipped configurations.
+
+Run on the GPU:  PYTHONPATH=. python3 benchmarks/gemm/probe15b.py [b|c|f]   (writes $OUT/probe15<b|c|f>.json)
 """
 
 from __future__ import annotations
@@ -23,24 +26,42 @@ import os
 
 import numpy as np
 
-SHAPES = [(4096, 4096), (8192, 8192)]
+def _with(method, configs):
+    return [(method, c) for c in configs]
+
+
 CASES_B = {
-    1: ("gemv", [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 1, "waves": 0.5},
-                 {"vw": 1, "fl": 8, "pf": 1, "waves": 0.5}, {"vw": 2, "fl": 8, "pf": 1, "waves": 0.25},
-                 {"vw": 2, "fl": 8, "pf": 0, "waves": 0.5}]),
-    16: ("skinny", [{"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16}, {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "sm_mult": 1},
-                    {"wc": 1, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1}, {"wc": 1, "nt": 1, "pf": 1, "chk": 0, "sm_mult": 1},
-                    {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "sm_mult": 0.5}]),
+    1: _with("gemv", [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 1, "waves": 0.5},
+                      {"vw": 1, "fl": 8, "pf": 1, "waves": 0.5}, {"vw": 2, "fl": 8, "pf": 1, "waves": 0.25},
+                      {"vw": 2, "fl": 8, "pf": 0, "waves": 0.5}]),
+    16: _with("skinny", [{"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16},
+                         {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "sm_mult": 1},
+                         {"wc": 1, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1},
+                         {"wc": 1, "nt": 1, "pf": 1, "chk": 0, "sm_mult": 1},
+                         {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "sm_mult": 0.5}]),
 }
 # run 15c: the same grids with the block's slice requested into L2 before the PDL wait (l2pf)
 _G = {"vw": 2, "fl": 8, "pf": 1}
 _S = {"wc": 1, "nt": 2, "pf": 2, "chk": 0}
 CASES_C = {
-    1: ("gemv", [dict(_G, waves=1), dict(_G, waves=1, l2pf=1), dict(_G, waves=0.5, l2pf=1),
-                 dict(_G, waves=0.25, l2pf=1), {"vw": 1, "fl": 8, "pf": 1, "waves": 0.5, "l2pf": 1}]),
-    16: ("skinny", [dict(_S, warps=16), dict(_S, warps=16, l2pf=1), dict(_S, sm_mult=1, l2pf=1),
-                    dict(_S, sm_mult=0.5, l2pf=1), {"wc": 1, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1, "l2pf": 1}]),
+    1: _with("gemv", [dict(_G, waves=1), dict(_G, waves=1, l2pf=1), dict(_G, waves=0.5, l2pf=1),
+                      dict(_G, waves=0.25, l2pf=1), {"vw": 1, "fl": 8, "pf": 1, "waves": 0.5, "l2pf": 1}]),
+    16: _with("skinny", [dict(_S, warps=16), dict(_S, warps=16, l2pf=1), dict(_S, sm_mult=1, l2pf=1),
+                         dict(_S, sm_mult=0.5, l2pf=1),
+                         {"wc": 1, "nt": 2, "pf": 1, "chk": 0, "sm_mult": 1, "l2pf": 1}]),
 }
+# run 15f: the skinny kernel with each warp's weights staged in shared memory before the PDL wait (sg), one block
+# per SM, against the shipped configurations (4096x4096 only: larger slices do not fit)
+CASES_F = {
+    1: [("gemv", {"vw": 2, "fl": 8, "pf": 0, "waves": 1, "l2pf": 1}), ("skinny", {"wc": 1, "nt": 1, "sg": 1}),
+        ("skinny", {"wc": 2, "nt": 1, "sg": 1}), ("skinny", {"wc": 1, "nt": 1, "sg": 1, "splits": 1})],
+    8: [("skinny", {"wc": 2, "nt": 1, "pf": 1, "chk": 0}), ("skinny", {"wc": 1, "nt": 1, "sg": 1}),
+        ("skinny", {"wc": 2, "nt": 1, "sg": 1})],
+    16: [("skinny", dict(_S, warps=16)), ("skinny", {"wc": 1, "nt": 2, "sg": 1}),
+         ("skinny", {"wc": 1, "nt": 2, "sg": 1, "splits": 1}), ("skinny", {"wc": 1, "nt": 2, "sg": 1, "splits": 4}),
+         ("skinny", {"wc": 2, "nt": 1, "sg": 1}), ("skinny", {"wc": 1, "nt": 1, "sg": 1})],
+}
+SHAPES_BY_SET = {"b": [(4096, 4096), (8192, 8192)], "c": [(4096, 4096), (8192, 8192)], "f": [(4096, 4096)]}
 
 
 def main() -> int:
@@ -56,16 +77,16 @@ def main() -> int:
     info = device_info()
     l2 = info["l2_bytes"] or (50 << 20)
     which = sys.argv[1] if len(sys.argv) > 1 else "b"
-    cases = {"b": CASES_B, "c": CASES_C}[which]
+    cases = {"b": CASES_B, "c": CASES_C, "f": CASES_F}[which]
     rng = np.random.default_rng(151)
     rows = []
-    for K, N in SHAPES:
+    for K, N in SHAPES_BY_SET[which]:
         module = make_module(K, N, 128, rng)
         preps = prepared_copies(module, "awq", l2)
         n16 = max(1, min(8, math.ceil(3 * l2 / (K * N * 2))))
         Wt = [torch.randn((K, N), device="cuda", dtype=torch.float16) for _ in range(n16)]
         cols = np.unique(np.concatenate([np.arange(64), np.arange(N - 64, N)]))
-        for M, (method, configs) in cases.items():
+        for M, pairs in cases.items():
             x_host = rng.standard_normal((M, K), dtype=np.float32).astype(np.float16)
             x = cp.asarray(x_host)
             y = cp.empty((M, N), cp.float16)
@@ -73,13 +94,17 @@ def main() -> int:
             yt = torch.empty((M, N), dtype=torch.float16, device="cuda")
             cublas = time_torch([lambda W=W: torch.matmul(xt, W, out=yt) for W in Wt], 100)["ms"]
             for rnd in range(2):  # two rounds: the spread between them is the noise
-                for cfg in configs:
+                for method, cfg in pairs:
                     for pdl in (1, 0):
                         c = dict(cfg, pdl=pdl)
                         y.fill(float("nan"))
                         ran: dict = {}
-                        gemm_packed("awq", preps[0], x, group_size=128, out=y, method=method, config=c, check=True,
-                                    info=ran)
+                        try:
+                            gemm_packed("awq", preps[0], x, group_size=128, out=y, method=method, config=c,
+                                        check=True, info=ran)
+                        except Exception as exc:  # a configuration this shape cannot take: say so, go on
+                            print(f"{K}x{N} M={M:2d} r{rnd} {method:6s} {json.dumps(c)}: {exc}", flush=True)
+                            continue
                         err = _reference_check(module, x_host, y, cols)
                         ok = bool(cp.isfinite(y).all())
                         t = time_cupy([lambda p=p: gemm_packed("awq", p, x, group_size=128, out=y, method=method,
