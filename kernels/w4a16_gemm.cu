@@ -58,7 +58,7 @@ __device__ __forceinline__ constexpr int col_nib(int col) {
 // W = 8 warps per block (256 threads), or 16 (512: WC * NT <= 2 with register loads, one block per SM; the two
 // halves of the block take the two halves of its K range, so a 64-column tile fills an SM without a K split
 // across blocks and its workspace round trip; run 11: that round trip cost 10-23% of the M = 16 time).
-template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF, int CHK, int KF, int W = 8, int SG = 0>
+template <int LAYOUT, int WC, int NT, int BF16, int ZOFF, int PF, int CHK, int KF, int W = 8>
 __global__ void __launch_bounds__(32 * W, (W == 8 && WC * NT <= 2) ? 2 : 1)
 w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
              const u32* __restrict__ qw,       // AWQ-like: [K, N/8]; GPTQ: [K/8, N]
@@ -72,9 +72,6 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     static_assert(WC == 1 || WC == 2 || WC == 4, "WC is 1, 2 or 4");
     static_assert(WC * NT <= 4, "shared staging holds WC * NT <= 4");
     static_assert(W == 8 || (W == 16 && WC * NT <= 2 && PF <= 2), "16 warps: WC * NT <= 2, register loads");
-    static_assert(!SG || (LAYOUT != AWQFMT_L_GPTQ && KF && !CHK && PF == 1 && W == 8),
-                  "SG (the warp's weights staged in shared memory before the PDL wait): AWQ-like words, K % 32 == 0, "
-                  "per-unit zero/scale, PF 1, 8 warps");
     constexpr bool GPTQ = (LAYOUT == AWQFMT_L_GPTQ);
     constexpr bool ASYNC = PF >= 3;  // cp.async pipeline of PF stages (else register prefetch depth PF)
     constexpr int STAGES = ASYNC ? PF : 1;
@@ -169,7 +166,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
             o += (u32)NW;
         }
     };
-    auto load_zs = [&](int u, Stage& st) {  // zeros and scales of unit u (the module's: allowed before pdl_wait)
+    auto load_rest = [&](int u, Stage& st) {  // zeros, scales and x of unit u
         const int g = group_of(u, gm, gmask);
         ldg_words<WC>(qz_t + (u32)g * (u32)NW, st.z);
         const u16* ps = sc_t + (u32)g * (u32)N;
@@ -178,14 +175,8 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
             const uint4 sv = ldg_v4(ps + 8 * v);
             st.s[4 * v] = sv.x; st.s[4 * v + 1] = sv.y; st.s[4 * v + 2] = sv.z; st.s[4 * v + 3] = sv.w;
         }
-    };
-    auto load_xs = [&](int u, Stage& st) {  // x of unit u (after pdl_wait)
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) st.x[nt] = ldx_v4(x_t + (xo[nt] + (u32)(u << 5)));
-    };
-    auto load_rest = [&](int u, Stage& st) {  // zeros, scales and x of unit u
-        load_zs(u, st);
-        load_xs(u, st);
     };
 
     auto load = [&](int u, Stage& st) {
@@ -567,56 +558,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         }
     };
     pdl_trigger();
-    if constexpr (SG) {
-        // Before the wait, everything of the module this warp will read: its weights of every unit into its
-        // own shared-memory slots (cp.async; a lane reads back only the words it copied, so its own
-        // wait_group orders them), the block's zeros and scales into L2, the first unit's into registers.
-        // A launch that starts while the one before it runs (PDL, two blocks per SM) thereby moves its bytes
-        // during that launch; after the wait only x is read from global memory (run 15e: up to ~2 us of
-        // work after the wait stays hidden that way at 4096 x 4096).
-        constexpr u32 SLOT = 1024u * WC;  // bytes of one unit's weights per warp
-        const int upw = (units_per_split + 7) >> 3;
-        const u32 wbase = smem_addr(dsmem) + (u32)(warp * upw) * SLOT + (u32)lane * (4u * WC);
-        for (int i = 0; i < upw; ++i) {
-            const int u = unit_of(i);
-            if (u >= u_end) break;
-            u32 o = (u32)u * rows32;
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                cp_async<4 * WC>(wbase + (u32)i * SLOT + (u32)(j * 128 * WC), qw_t + o, true);
-                o += (u32)NW;
-            }
-        }
-        cp_async_commit();
-        {
-            const int g0 = group_of(bu_begin, gm, gmask), g1 = group_of(bu_end - 1, gm, gmask) + 1;
-            const int wb = col0 >> 3, nwb = min(BCOLS / 8, NW - wb);  // the host makes N % 32 == 0
-            prefetch_rows_l2(qz + wb, 4 * (size_t)NW, g0, g1, 4u * (u32)nwb);
-            prefetch_rows_l2(sc + col0, 2 * (size_t)N, g0, g1, 16u * (u32)nwb);
-        }
-        auto read_w = [&](int i, Stage& st) {
-#pragma unroll
-            for (int j = 0; j < 8; ++j) lds_words<WC>(wbase + (u32)i * SLOT + (u32)(j * 128 * WC), st.w[j]);
-        };
-        Stage cur, nxt;
-        if (unit_of(0) < u_end) load_zs(unit_of(0), cur);
-        pdl_wait(x, x_t);
-        if (unit_of(0) < u_end) load_xs(unit_of(0), cur);
-        cp_async_wait<0>();
-        // two units per trip, the buffers swap roles (as PF = 1): the next unit's zeros, scales and x in flight
-        for (int i = 0;; i += 2) {
-            const int u = unit_of(i);
-            if (u >= u_end) break;
-            if (unit_of(i + 1) < u_end) load_rest(unit_of(i + 1), nxt);
-            read_w(i, cur);
-            step(i, u, cur);
-            const int u1 = unit_of(i + 1);
-            if (u1 >= u_end) break;
-            if (unit_of(i + 2) < u_end) load_rest(unit_of(i + 2), cur);
-            read_w(i + 1, nxt);
-            step(i + 1, u1, nxt);
-        }
-    } else if constexpr (ASYNC) {
+    if constexpr (ASYNC) {
         pdl_wait(x, x_t);  // stages hold x next to the weights: nothing is loaded before the earlier kernels finish
 #pragma unroll
         for (int s = 0; s < STAGES - 1; ++s) {
@@ -798,8 +740,6 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
                                                             u16*, float*, u32*, int, int, int, u32, u32, int, int);  \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1, 0, 0>(const u16*, const u32*, const u32*, const u16*, \
                                                             u16*, float*, u32*, int, int, int, u32, u32, int, int);
-template __global__ void w4a16_skinny<0, 1, 2, 0, 0, 1, 0, 1, 8, 1>(const u16*, const u32*, const u32*, const u16*,
-                                                             u16*, float*, u32*, int, int, int, u32, u32, int, int);
 AWQFMT_INST(0, 4, 1, 0, 0)
 AWQFMT_INSTA(0, 2, 1, 0, 0)
 AWQFMT_INSTA(0, 1, 2, 0, 0)

@@ -451,11 +451,6 @@ def _launch(kern, grid, block, args, what: str, shared_mem: int = 0, pdl: bool =
         raise GemmError(f"launching {what} failed: {exc}") from exc
 
 
-# Shared memory for the sg=1 skinny kernel's staged weights, at most: two such blocks (plus their 16 KB reduction
-# buffers) must fit on one SM, so that the next launch's block starts beside this one (run 15e/f).
-SG_MAX_SMEM = 96 * 1024
-
-
 def _stage_bytes(gptq: bool, wc: int, nt: int) -> int:
     """Bytes of one cp.async stage of one warp (kernels/w4a16_gemm.cu: OX + 512 * NT)."""
     oz = 1024 * wc
@@ -511,20 +506,11 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = Fal
             pf -= 1  # the stages must fit in shared memory next to the reduction buffer
         if pf < 3:
             pf = 1
-    sg = int(cfg.get("sg", 0))
-    if sg:
-        # the warp's weights staged in shared memory before the PDL wait (run 15f): one block per SM, so that
-        # the next launch's block fits beside it
-        if p.gptq or K % 32 or N % 32:
-            raise GemmError("skinny sg=1 needs AWQ-like words, K % 32 == 0 and N % 32 == 0")
-        pf, chk, warps = 1, 0, 8
-        if not (cfg.get("target_blocks") or cfg.get("splits")):
-            cfg["target_blocks"] = _sm_count()
     if wc * nt > 2 or pf > 2:
         warps = 8  # 16-warp blocks: register loads and at most 2 tiles x tokens (the kernel's launch bounds)
     threads = 32 * warps
     kf = int(K % 32 == 0)  # every unit lies inside K: the unit loop's loads drop their bounds tests
-    name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf},{chk},{kf},{warps}" + (",1>" if sg else ">")
+    name = f"w4a16_skinny<{p.code},{wc},{nt},{int(p.bf16)},{p.zoff},{pf},{chk},{kf},{warps}>"
     kern = _kernel(_GEMM_SRC, name)
     dyn = 8 * pf * _stage_bytes(p.gptq, wc, nt) if pf >= 3 else 0
     _allow_dynamic_smem(kern, dyn, name)
@@ -545,12 +531,6 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = Fal
     splits = -(-n_units // ups)
     if tok_tiles > 65535 or splits > 65535:
         raise GemmError(f"M={M} too large for the skinny kernel")
-    if sg:
-        dyn = 8 * -(-ups // 8) * 1024 * wc  # 8 warps x their units x one unit's weights
-        if dyn > SG_MAX_SMEM:
-            raise GemmError(f"skinny sg=1: a block's weights ({dyn} bytes) exceed {SG_MAX_SMEM} bytes of shared "
-                            f"memory (K={K}, {splits} K splits); more K splits (config 'splits') make them fit")
-        _allow_dynamic_smem(kern, dyn, name)
     ws, ct = _workspace(M * N, col_tiles * tok_tiles, workspace)
     gm, gmask = group_magic(upg or n_units, n_units)  # units per group (one group: upg = 0 or n_units)
     args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),

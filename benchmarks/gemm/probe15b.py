@@ -13,7 +13,8 @@ L2 (cp.async.bulk.prefetch) before the PDL wait, so that the next launch's block
 while the launch before still runs.
 
 Run 15f (`probe15b.py f`, 4096x4096 only): the skinny kernel with sg=1 (each warp's weights staged in shared
-memory before the PDL wait, one block per SM) at M = 1, 8, 16 against the shipped configurations.
+memory before the PDL wait, one block per SM) at M = 1, 8, 16 against the shipped configurations. sg=1 was
+measured and reverted: its kernel and host code are in commit 1a347b4, which this set needs.
 
 Run on the GPU:  PYTHONPATH=. python3 benchmarks/gemm/probe15b.py [b|c|f]   (writes $OUT/probe15<b|c|f>.json)
 """

@@ -230,38 +230,6 @@ def test_skinny_16_warps(config, layout, K, G):
         assert info["threads"] == 512, info
 
 
-@pytest.mark.parametrize("config", [{"wc": 1, "nt": 2, "sg": 1}, {"wc": 1, "nt": 1, "sg": 1},
-                                    {"wc": 2, "nt": 1, "sg": 1, "splits": 3}, {"wc": 1, "nt": 2, "sg": 1, "splits": 1},
-                                    {"wc": 1, "nt": 4, "sg": 1, "target_blocks": 40}])
-@pytest.mark.parametrize("layout", ["awq", "logical"])
-@pytest.mark.parametrize("K,N,G", [(2048, 1024, 128), (4096, 4096, 128), (96, 544, 32), (1024, 2048, -1),
-                                   (2048, 1024, 64)])
-def test_skinny_staged_weights(config, layout, K, N, G):
-    """sg=1: each warp's weights of all its units staged in shared memory before the PDL wait (units strided by
-    8 warps, so most warps of a 3-unit block get none), zeros and scales from the first unit on; odd splits,
-    no split, 4 token tiles, every group size."""
-    rng, seed = _rng()
-    module = make_module(rng, K, N, G, layout=layout)
-    for M in (1, 8, 16, 29):
-        _, info = run_case(layout, module, M, method="skinny", config=config, rng=rng, seed=seed)
-        assert info["kernel"].endswith(",1>") and info["shared_mem"] > 0, info
-
-
-def test_skinny_staged_weights_refuses_what_it_cannot_do():
-    import cupy as cp
-
-    rng, _ = _rng()
-    x = cp.asarray(rng.standard_normal((16, 8192)).astype(np.float16))
-    big = make_module(rng, 8192, 1024, 128)
-    tensors = {n: a for n, (a, _) in encode(get_spec("awq"), big).items()}
-    with pytest.raises(GemmError, match=r"sg=1: a block's weights \(\d+ bytes\) exceed"):
-        gemm_packed("awq", tensors, x, group_size=128, method="skinny", config={"sg": 1, "splits": 1})
-    gptq = make_module(rng, 1024, 1024, 128, layout="gptq")
-    tensors = {n: a for n, (a, _) in encode(get_spec("gptq"), gptq).items()}
-    with pytest.raises(GemmError, match="sg=1 needs AWQ-like words"):
-        gemm_packed("gptq", tensors, x[:, :1024], group_size=128, method="skinny", config={"sg": 1})
-
-
 @pytest.mark.parametrize("M", [1, 16, 300])
 def test_logical_lop3_decoder(M):
     rng, seed = _rng()
@@ -321,8 +289,7 @@ def test_errors_are_clear():
 PDL_CHAIN_CASES = [("gemv", 1, None), ("gemv", 2, {"vw": 2, "fl": 4, "pf": 1, "waves": 1}),
                    ("gemv", 1, {"vw": 2, "fl": 8, "pf": 1, "waves": 1, "l2pf": 1}),
                    ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16}),
-                   ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0}), ("skinny", 5, {"wc": 1, "nt": 1, "pf": 1, "chk": 0}),
-                   ("skinny", 16, {"wc": 1, "nt": 2, "sg": 1})]
+                   ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0}), ("skinny", 5, {"wc": 1, "nt": 1, "pf": 1, "chk": 0})]
 
 
 def _square_module(rng, K, layout):
@@ -403,8 +370,6 @@ def _cc() -> int:
 def test_pdl_chain_reads_each_steps_output(method, M, config, layout, use_graph, pingpong):
     if _cc() < 90:
         pytest.skip("PDL needs compute capability 9.0")
-    if (config or {}).get("sg") and layout == "gptq":
-        layout = "logical"  # sg=1 takes AWQ-like words only: the natural-order decoder's path instead
     _pdl_chain(layout, method, M, config, 4096, 6, use_graph, pingpong)
 
 
