@@ -365,8 +365,7 @@ def gemv_key(p: "_Prepared", M: int) -> tuple:
 def gemv_candidate_configs(M: int) -> list[dict]:
     """GEMV configurations worth timing: vw words (8 * vw columns) per thread and row, fl rows per fp16
     batch, pf 0/1 (next batch loaded before the current one is computed), waves of resident blocks, l2pf 1: the
-    block's whole slice requested into L2 before the PDL wait (run 15c: 4096x4096, M = 1, 0.91x the time with PDL;
-    8192x8192 1.12x: tuning keeps it per shape)."""
+    block's whole slice requested into L2 before the PDL wait (faster at 4096x4096 only: see w4a16_gemv.cu)."""
     return [{"vw": 2, "fl": 8, "pf": 1, "waves": 1}, {"vw": 2, "fl": 8, "pf": 0, "waves": 1},
             {"vw": 2, "fl": 8, "pf": 1, "waves": 1, "l2pf": 1}, {"vw": 1, "fl": 8, "pf": 1, "waves": 1, "l2pf": 1},
             {"vw": 2, "fl": 8, "pf": 0, "waves": 1, "l2pf": 1},

@@ -150,11 +150,13 @@ def test_act_order(layout, G, M):
     assert info["method"] == "dequant"
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("K,N,G", [(2048, 1024, 128), (1000, 1000, -1), (96, 520, 32), (4096, 4096, 64)])
+@pytest.mark.parametrize("layout,K,N,G", [(layout, K, N, G) for layout in LAYOUTS for K, N, G in
+                                          [(2048, 1024, 128), (1000, 1000, -1), (96, 520, 32), (4096, 4096, 64)]]
+                         + [("awq", 100, 1024, -1), ("logical", 60, 2048, -1)])
 def test_gemv_l2_prefetch(layout, K, N, G):
-    """l2pf: the block's slice requested into L2 before the wait, on every layout; N % 32 != 0 (1000, 520) and
-    K % 8 != 0 (1000) take the kernel without the prefetch, which must still be right."""
+    """l2pf: the block's slice requested into L2 before the wait, on every layout; N % 32 != 0 (1000, 520) takes
+    the kernel without the prefetch, which must still be right; K % 8 != 0 (100, 60: AWQ-like only) prefetches
+    rows up to K with the bounds-tested loads."""
     rng, seed = _rng()
     module = make_module(rng, K, N, G, layout=layout)
     for M in (1, 4):
