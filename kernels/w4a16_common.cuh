@@ -284,14 +284,13 @@ __device__ __forceinline__ void pdl_wait(P&... after) {
 }
 
 // ---- L2 prefetch of a block's slice (l2pf launches) ---------------------------------------------------------
-// Requests rows [r0, r1) of `bytes` bytes each, at p + r * pitch, into L2 (cp.async.bulk.prefetch: no registers,
-// no completion to wait for), spread over the block's threads. The host passes l2pf only where p and pitch are
-// 16-byte aligned and bytes is a multiple of 16. Issued before pdl_wait (the module's data only): with PDL a
+// Requests rows [r0, r1) of `bytes` (> 0) bytes each, at p + r * pitch, into L2 (cp.async.bulk.prefetch: no
+// registers, no completion to wait for), spread over the block's threads. The host passes l2pf only where p and
+// pitch are 16-byte aligned and bytes is a multiple of 16. Issued before pdl_wait (the module's data only): with PDL a
 // block that starts while the kernel before it still runs pulls its whole slice from HBM during that kernel
 // instead of two batches at a time after it (run 15).
 __device__ __forceinline__ void prefetch_rows_l2(const void* p, size_t pitch, int r0, int r1, u32 bytes) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (bytes == 0) return;
     for (int r = r0 + (int)threadIdx.x; r < r1; r += (int)blockDim.x)
         asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;"
                      :: "l"(static_cast<const char*>(p) + (size_t)r * pitch), "r"(bytes) : "memory");

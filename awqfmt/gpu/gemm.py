@@ -543,11 +543,9 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = Fal
 
 def _l2pf(p: _Prepared, cfg: dict) -> int:
     """1 when the GEMV config asks ("l2pf") for the block's slice to be requested into L2 before the kernel waits
-    for the one before it (run 15) and the bulk prefetch's 16-byte rule holds: N % 32 == 0 (every row piece a
-    multiple of 16 bytes) and 16-byte aligned arrays; else 0 (the same kernel without the prefetch)."""
-    if not int(cfg.get("l2pf", 0)) or p.N % 32:
-        return 0
-    return int(all(a.data.ptr % 16 == 0 for a in (p.qw, p.qz, p.sc)))
+    for the one before it (run 15) and the bulk prefetch's 16-byte rule holds: N % 32 == 0 makes every row piece a
+    multiple of 16 bytes (the prepared arrays are 16-byte aligned: _dev); else 0 (the kernel without it)."""
+    return int(bool(int(cfg.get("l2pf", 0))) and p.N % 32 == 0)
 
 
 def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False,

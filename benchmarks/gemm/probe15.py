@@ -53,15 +53,26 @@ extern "C" __global__ void __launch_bounds__(256) read_pdl(const uint4* p, long 
 """
 
 
+def cell_inputs(K: int, N: int, M: int, rng, l2: int):
+    """One cell's inputs as the run-15 probes use them: seeded fp16 x [M, K] on the host and the device, an
+    output buffer, the columns _reference_check compares (64 at each end), and torch cuBLAS fp16's time (ms)."""
+    import cupy as cp
+
+    from awqfmt.gpu.bench import torch_matmul_ms
+
+    x_host = rng.standard_normal((M, K), dtype=np.float32).astype(np.float16)
+    x = cp.asarray(x_host)
+    cols = np.unique(np.concatenate([np.arange(64), np.arange(N - 64, N)]))
+    return x_host, x, cp.empty((M, N), cp.float16), cols, torch_matmul_ms(x, N, 100, l2)
+
+
 def main() -> int:
     import cupy as cp
 
-    from awqfmt.gpu.bench import (device_info, make_module, prepared_copies, time_cupy, time_torch, tune_small,
-                                  _reference_check)
+    from awqfmt.gpu.bench import _reference_check, device_info, time_cupy, torch_matmul_ms, tune_small
     from awqfmt.gpu.gemm import gemm_packed
     from awqfmt.gpu.launch import launch_pdl, pdl_available
-
-    import torch
+    from probe10 import _module  # the module and its copies rotated past 3x L2
 
     info = device_info()
     l2 = info["l2_bytes"] or (50 << 20)
@@ -85,8 +96,7 @@ def main() -> int:
             floor[f"pdl_{per_sm}"] = time_cupy([lambda a=a: launch_pdl(pdl_k, (grid,), (256,), a) for a in args],
                                                100)["ms"]
         del bufs
-        module = make_module(K, N, 128, rng)
-        preps = prepared_copies(module, "awq", l2)
+        module, preps, _ = _module(K, N, rng)
         n16 = max(1, min(8, math.ceil(3 * l2 / (K * N * 2))))
         Ws = [cp.random.standard_normal((K, N), dtype=cp.float32).astype(cp.float16) * 0.05 for _ in range(n16)]
         cols = np.unique(np.concatenate([np.arange(64), np.arange(N - 64, N)]))
@@ -95,10 +105,7 @@ def main() -> int:
             x = cp.asarray(x_host)
             y = cp.empty((M, N), cp.float16)
             cub_cp = time_cupy([lambda W=W: cp.matmul(x, W, out=y) for W in Ws], 100)["ms"]
-            xt = torch.as_tensor(x, device="cuda")
-            Wt = [torch.as_tensor(W, device="cuda") for W in Ws]
-            yt = torch.empty((M, N), dtype=torch.float16, device="cuda")
-            cub_t = time_torch([lambda W=W: torch.matmul(xt, W, out=yt) for W in Wt], 100)["ms"]
+            cub_t = torch_matmul_ms(x, N, 100, l2)
             cublas = min(cub_cp, cub_t)
             sk, gv = tune_small("awq", preps, x, y, 128, reps=30,
                                 validate=lambda yd: _reference_check(module, x_host, yd, cols))

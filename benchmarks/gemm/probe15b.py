@@ -22,7 +22,6 @@ Run on the GPU:  PYTHONPATH=. python3 benchmarks/gemm/probe15b.py [b|c|f]   (wri
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import numpy as np
@@ -70,10 +69,10 @@ def main() -> int:
 
     import cupy as cp
 
-    from awqfmt.gpu.bench import _reference_check, device_info, make_module, prepared_copies, time_cupy, time_torch
+    from awqfmt.gpu.bench import _reference_check, device_info, time_cupy
     from awqfmt.gpu.gemm import gemm_packed
-
-    import torch
+    from probe10 import _module  # the module and its copies rotated past 3x L2
+    from probe15 import cell_inputs
 
     info = device_info()
     l2 = info["l2_bytes"] or (50 << 20)
@@ -82,18 +81,9 @@ def main() -> int:
     rng = np.random.default_rng(151)
     rows = []
     for K, N in SHAPES_BY_SET[which]:
-        module = make_module(K, N, 128, rng)
-        preps = prepared_copies(module, "awq", l2)
-        n16 = max(1, min(8, math.ceil(3 * l2 / (K * N * 2))))
-        Wt = [torch.randn((K, N), device="cuda", dtype=torch.float16) for _ in range(n16)]
-        cols = np.unique(np.concatenate([np.arange(64), np.arange(N - 64, N)]))
+        module, preps, _ = _module(K, N, rng)
         for M, pairs in cases.items():
-            x_host = rng.standard_normal((M, K), dtype=np.float32).astype(np.float16)
-            x = cp.asarray(x_host)
-            y = cp.empty((M, N), cp.float16)
-            xt = torch.as_tensor(x, device="cuda")
-            yt = torch.empty((M, N), dtype=torch.float16, device="cuda")
-            cublas = time_torch([lambda W=W: torch.matmul(xt, W, out=yt) for W in Wt], 100)["ms"]
+            x_host, x, y, cols, cublas = cell_inputs(K, N, M, rng, l2)
             for rnd in range(2):  # two rounds: the spread between them is the noise
                 for method, cfg in pairs:
                     for pdl in (1, 0):
@@ -117,7 +107,7 @@ def main() -> int:
                         print(f"{K}x{N} M={M:2d} r{rnd} {method:6s} {json.dumps(c):70s} grid={row['grid']} "
                               f"{t * 1e3:6.2f} us  x{cublas / t:5.2f}  err {err:.1e} {'ok' if ok else 'UNWRITTEN'}",
                               flush=True)
-        del preps, Wt
+        del preps
         cp.get_default_memory_pool().free_all_blocks()
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], f"probe15{which}.json"), "w") as f:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 
 import numpy as np
@@ -34,27 +33,19 @@ CELLS = [(4096, 4096, 1, "gemv", 3.0), (4096, 4096, 16, "skinny", 2.5), (8192, 8
 
 def main() -> int:
     import cupy as cp
-    import torch
 
-    from awqfmt.gpu.bench import _reference_check, device_info, make_module, prepared_copies, time_cupy, time_torch
+    from awqfmt.gpu.bench import _reference_check, device_info, time_cupy
     from awqfmt.gpu.gemm import gemm_packed
+    from probe10 import _module  # the module and its copies rotated past 3x L2
+    from probe15 import cell_inputs
 
     info = device_info()
     l2 = info["l2_bytes"] or (50 << 20)
     rng = np.random.default_rng(154)
     out = []
     for K, N, M, method, target in CELLS:
-        module = make_module(K, N, 128, rng)
-        preps = prepared_copies(module, "awq", l2)
-        n16 = max(1, min(8, math.ceil(3 * l2 / (K * N * 2))))
-        Wt = [torch.randn((K, N), device="cuda", dtype=torch.float16) for _ in range(n16)]
-        cols = np.unique(np.concatenate([np.arange(64), np.arange(N - 64, N)]))
-        x_host = rng.standard_normal((M, K), dtype=np.float32).astype(np.float16)
-        x = cp.asarray(x_host)
-        y = cp.empty((M, N), cp.float16)
-        xt = torch.as_tensor(x, device="cuda")
-        yt = torch.empty((M, N), dtype=torch.float16, device="cuda")
-        cublas = time_torch([lambda W=W: torch.matmul(xt, W, out=yt) for W in Wt], 100)["ms"]
+        module, preps, _ = _module(K, N, rng)
+        x_host, x, y, cols, cublas = cell_inputs(K, N, M, rng, l2)
         configs = list(gemv_configs() if method == "gemv" else skinny_configs())
         times: dict[str, list[float]] = {}
         for rnd in range(2):
@@ -81,7 +72,7 @@ def main() -> int:
                   flush=True)
         out.append({"K": K, "N": N, "M": M, "method": method, "cublas_ms": cublas, "target": target,
                     "times_ms": times})
-        del preps, Wt
+        del preps
         cp.get_default_memory_pool().free_all_blocks()
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "probe15d.json"), "w") as f:

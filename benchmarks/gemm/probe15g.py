@@ -12,7 +12,6 @@ Run on the GPU:  PYTHONPATH=. python3 benchmarks/gemm/probe15g.py   (writes $OUT
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 
@@ -27,27 +26,19 @@ HINTS = ("128", "256", "64", "0")
 
 def main() -> int:
     import cupy as cp
-    import torch
 
-    from awqfmt.gpu.bench import _reference_check, device_info, make_module, prepared_copies, time_cupy, time_torch
+    from awqfmt.gpu.bench import _reference_check, device_info, time_cupy
     from awqfmt.gpu.gemm import gemm_packed
+    from probe10 import _module  # the module and its copies rotated past 3x L2
+    from probe15 import cell_inputs
 
     info = device_info()
     l2 = info["l2_bytes"] or (50 << 20)
     rng = np.random.default_rng(157)
     out = []
     for K, N, M, method, cfg in CELLS:
-        module = make_module(K, N, 128, rng)
-        preps = prepared_copies(module, "awq", l2)
-        n16 = max(1, min(8, math.ceil(3 * l2 / (K * N * 2))))
-        Wt = [torch.randn((K, N), device="cuda", dtype=torch.float16) for _ in range(n16)]
-        cols = np.unique(np.concatenate([np.arange(64), np.arange(N - 64, N)]))
-        x_host = rng.standard_normal((M, K), dtype=np.float32).astype(np.float16)
-        x = cp.asarray(x_host)
-        y = cp.empty((M, N), cp.float16)
-        xt = torch.as_tensor(x, device="cuda")
-        yt = torch.empty((M, N), dtype=torch.float16, device="cuda")
-        cublas = time_torch([lambda W=W: torch.matmul(xt, W, out=yt) for W in Wt], 100)["ms"]
+        module, preps, _ = _module(K, N, rng)
+        x_host, x, y, cols, cublas = cell_inputs(K, N, M, rng, l2)
         times: dict[str, list[float]] = {h: [] for h in HINTS}
         for _ in range(3):
             for h in HINTS:
@@ -64,7 +55,7 @@ def main() -> int:
         print(f"{K}x{N} M={M:2d} {method:6s} cuBLAS {cublas * 1e3:6.2f} us | " + "  ".join(
             f"{h:>3s}: {med[h] * 1e3:6.2f} us ({med[h] / med['128']:.3f}x)" for h in HINTS), flush=True)
         out.append({"K": K, "N": N, "M": M, "method": method, "config": cfg, "cublas_ms": cublas, "times_ms": times})
-        del preps, Wt
+        del preps
         cp.get_default_memory_pool().free_all_blocks()
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "probe15g.json"), "w") as f:
