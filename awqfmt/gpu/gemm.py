@@ -496,7 +496,7 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = Fal
         wc //= 2
     K, N = p.K, p.N
     if not p.gptq:
-        while wc > 1 and ((N // 8) % wc or p.qw.data.ptr % (4 * wc)):
+        while wc > 1 and (N // 8) % wc:  # (the prepared arrays are 16-byte aligned: _dev)
             wc //= 2
     if pf >= 3 and K % 8:
         pf = 1  # the cp.async pipeline loads x in 16-byte pieces
@@ -562,7 +562,7 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
         fl = 8  # a GPTQ batch is one packed word row
     K, N = p.K, p.N
     # a thread's vw words are loaded as one vector and are all inside N or all outside
-    while vw > 1 and ((N // 8) % vw or p.qw.data.ptr % (4 * vw) or p.qz.data.ptr % (4 * vw)):
+    while vw > 1 and (N // 8) % vw:  # (the prepared arrays are 16-byte aligned: _dev)
         vw //= 2
     kf = int(K % 8 == 0)  # every batch lies inside K: the loads drop their bounds tests
     name = f"w4a16_gemv<{p.code},{int(p.bf16)},{p.zoff},{M},{vw},{fl},{pf},{kf}>"
