@@ -49,8 +49,8 @@ GEMV_PATCHES = {
                     "    }\n    float acc[MT][COLS];\n"),
 }
 PATCHES = {
-    "x_fixed": ("st.x[nt] = ldg_v4(x_t + (xo[nt] + (u32)(u << 5)));",
-                "st.x[nt] = ldg_v4(x_t + (xo[nt] + (u32)((u & 1) << 5)));"),
+    "x_fixed": ("st.x[nt] = ldx_v4(x_t + (xo[nt] + (u32)(u << 5)));",
+                "st.x[nt] = ldx_v4(x_t + (xo[nt] + (u32)((u & 1) << 5)));"),
     "w_fixed": ("u32 o = (u32)u * rows32;", "u32 o = (u32)(u & 1) * rows32;"),
     "zs_fixed": ("const int g = group_of(u, gm, gmask);\n        ldg_words<WC>(qz_t",
                  "const int g = group_of(u & 1, gm, gmask);\n        ldg_words<WC>(qz_t"),
@@ -111,8 +111,10 @@ def mode_whatif(args, out):
 
     l2 = device_info()["l2_bytes"] or (50 << 20)
     rng = np.random.default_rng(11)
-    variants = [[]] + [[p] for p in args.patches.split(",") if p] + ([args.patches.split(",")]
-                                                                      if args.all else [])
+    names = [p for p in args.patches.split(",") if p]
+    # --all: one more variant with every patch that removes a part of the work (not the half_* slopes)
+    variants = [[]] + [[p] for p in names] + ([[p for p in names if not p.startswith("half")]]
+                                              if args.all else [])
     for shape in args.shapes.split(","):
         K, N, preps, x, y, cub = _case(shape, args.m, rng, l2, args.reps)
         cfg = json.loads(args.cfg)
@@ -286,7 +288,7 @@ def main() -> int:
     ap.add_argument("--shapes", default="8192x8192,8192x28672")
     ap.add_argument("--cfg", default='{"wc": 1, "nt": 2, "pf": 2, "chk": 0}')
     ap.add_argument("--patches", default="x_fixed,w_fixed,zs_fixed")
-    ap.add_argument("--all", action="store_true", help="also one variant with every patch")
+    ap.add_argument("--all", action="store_true", help="also one variant with every patch but half_*")
     ap.add_argument("--file", default="w4a16_gemv.cu", help="ab: the kernel file compared")
     ap.add_argument("--old", help="ab: a copy of that file as it was before")
     ap.add_argument("--kind", default=None, help="gemm_packed method (whatif: skinny, ab: gemv by default)")
