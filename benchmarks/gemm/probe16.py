@@ -41,7 +41,15 @@ __device__ __forceinline__ void xpose_step(float (&a)[32], int lane) {
 // 4 words (32 columns). Shared memory: the K rows, 16 bytes each, row r at line r / 8, slot (r % 8) ^ ((r / R) % 8)
 // (the 8 threads of a quarter-warp read 8 different 16-byte slots: no bank conflicts) | zeros n_g x 16 B |
 // scales n_g x 64 B.
-template <int LAYOUT, int T, int R>
+// HINT: the weight copies ask L2 for the whole 128-byte line (neighbouring blocks read its other pieces);
+// COMP 0: no decode or arithmetic after the wait (y gets the sum of one staged word per thread: timing only).
+template <int HINT>
+__device__ __forceinline__ void cp_async16_hint(u32 dst, const void* src) {
+    if (HINT) asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+    else asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+
+template <int LAYOUT, int T, int R, int HINT, int COMP>
 __global__ void __launch_bounds__(T, 1)
 gemv_staged(const u16* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ qz,
             const u16* __restrict__ sc, u16* __restrict__ y, int K, int N, int G)
@@ -54,7 +62,7 @@ gemv_staged(const u16* __restrict__ x, const u32* __restrict__ qw, const u32* __
     pdl_trigger();
     for (int r = tid; r < K; r += T) {
         const u32 slot = (u32)((r & 7) ^ ((r / R) & 7));
-        cp_async<16>(s_w + ((u32)(r >> 3) * 8u + slot) * 16u, qw + (size_t)r * NW + wb, true);
+        cp_async16_hint<HINT>(s_w + ((u32)(r >> 3) * 8u + slot) * 16u, qw + (size_t)r * NW + wb);
     }
     for (int g = tid; g < n_g; g += T) {
         cp_async<16>(s_z + (u32)g * 16u, qz + (size_t)g * NW + wb, true);
@@ -73,6 +81,12 @@ gemv_staged(const u16* __restrict__ x, const u32* __restrict__ qw, const u32* __
     }
     cp_async_wait<0>();
     __syncthreads();
+    if (!COMP) {
+        const uint4 wv = lds_v4(s_w + (u32)tid * 16u);
+        const float v = __shfl_xor_sync(0xffffffffu, (float)(wv.x ^ wv.y ^ xr[0]), 1);
+        if (tid < 32) y[8 * wb + tid] = f2h(v);
+        return;
+    }
     const int g = r0 / G;
     u32 zc[4][4];
     {
@@ -136,8 +150,9 @@ gemv_staged(const u16* __restrict__ x, const u32* __restrict__ qw, const u32* __
 }
 """
 
-NAMES = {(256, 16): "gemv_staged<0, 256, 16>", (512, 8): "gemv_staged<0, 512, 8>",
-         (128, 32): "gemv_staged<0, 128, 32>"}
+# (threads, rows per thread, L2::128B hint, compute)
+NAMES = {v: "gemv_staged<0, %d, %d, %d, %d>" % v
+         for v in [(256, 16, 0, 1), (256, 16, 1, 1), (512, 8, 1, 1), (256, 16, 1, 0), (256, 16, 0, 0)]}
 
 
 def _kernels():
@@ -176,7 +191,7 @@ def main() -> int:
         fns = {"shipped": (lambda pdl: [lambda p=p: gemm_packed("awq", p, x, group_size=128, out=y,
                                                                  config=dict(shipped_cfg, pdl=int(pdl)))
                                          for p in preps])}
-        for (T, R), kern in kerns.items():
+        for (T, R, hint, comp), kern in kerns.items():
             if T * R != K:
                 continue
 
@@ -189,9 +204,12 @@ def main() -> int:
                     else:
                         out.append(lambda a=args: kern((N // 32,), (T,), a, shared_mem=smem))
                 return out
-            fns[f"staged T={T}"] = mk
+            fns[f"staged T={T} hint={hint}" + ("" if comp else " copy-only")] = mk
         errs = {}
         for name, mk in fns.items():
+            if "copy-only" in name:
+                errs[name] = None
+                continue
             y.fill(cp.float16(float("nan")))
             for f in mk(True):
                 f()
@@ -209,7 +227,7 @@ def main() -> int:
             row = {"K": K, "N": N, "M": 1, "variant": name, "pdl": pdl, "ms": med, "rounds": ts, "cublas_ms": cub,
                    "speedup": cub / med, "rel_err": errs[name]}
             rows.append(row)
-            print(f"{K}x{N} M=1 {name:14s} pdl={int(pdl)} {med * 1e3:6.2f} us  x{cub / med:.2f} cuBLAS "
+            print(f"{K}x{N} M=1 {name:30s} pdl={int(pdl)} {med * 1e3:6.2f} us  x{cub / med:.2f} cuBLAS "
                   f"(cuBLAS {cub * 1e3:.2f} us, target {cub / 3 * 1e3:.2f})", flush=True)
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "probe16.json"), "w") as f:
