@@ -70,6 +70,14 @@ PATCHES = {
                     "        }\n    }\n"
                     "    auto step = [&](int i, int u, const Stage& st) {"),
 }
+# (run 16c) each lane asks L2 for one weight row of the unit D ahead of the one being computed (the warp's 32
+# rows, one 32-byte piece each), on the pf = 2 register path: more of the weight stream in flight with no
+# registers. Source change only inside the FAST2 step macro.
+_FAST2_W = "                if (unit_of(i + K6 + 2) < u_end) load_w(unit_of(i + K6 + 2), WNXT2);                       \\\n"
+for _d in (3, 4, 6, 8):
+    PATCHES[f"wpf{_d}"] = (_FAST2_W, _FAST2_W + (
+        f"                if (unit_of(i + K6 + {_d}) < u_end) asm volatile(\"prefetch.global.L2 [%0];\" :: \"l\"("
+        f"qw_t + ((u32)unit_of(i + K6 + {_d}) * rows32 + (u32)r * (u32)NW)));  \\\n"))
 
 
 def _patched(names, kind="skinny"):
