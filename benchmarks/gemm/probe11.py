@@ -70,6 +70,11 @@ PATCHES = {
                     "        }\n    }\n"
                     "    auto step = [&](int i, int u, const Stage& st) {"),
 }
+# (run 16d) blocks read x from one of 8 copies (blockIdx.x % 8; probe x buffers hold 8 x M rows): do 128
+# blocks reading the same x lines at the same moment queue on the L2 slices that hold them?
+_XO = "for (int nt = 0; nt < NT; ++nt) xo[nt] = (u32)min(tok0 + 8 * nt + r, M - 1) * (u32)K + (u32)(8 * c);"
+PATCHES["x_spread"] = (_XO, _XO[:-1] + " + (u32)((blockIdx.x & 7) * M) * (u32)K;")
+PATCHES["x_spread2"] = (_XO, _XO[:-1] + " + (u32)((blockIdx.x & 1) * M) * (u32)K;")
 # (run 16c) each lane asks L2 for one weight row of the unit D ahead of the one being computed (the warp's 32
 # rows, one 32-byte piece each), on the pf = 2 register path: more of the weight stream in flight with no
 # registers. Source change only inside the FAST2 step macro.
@@ -105,7 +110,9 @@ def _case(shape: str, m: int, rng, l2: int, reps: int):
     K, N = (int(v) for v in shape.split("x"))
     module = make_module(K, N, 128, rng)
     preps = prepared_copies(module, "awq", l2)
-    x = cp.asarray(rng.standard_normal((m, K), dtype=np.float32).astype(np.float16))
+    # 8 copies of x in one buffer, the first m rows passed as x (the x_spread patches read the others)
+    x1 = rng.standard_normal((m, K), dtype=np.float32).astype(np.float16)
+    x = cp.asarray(np.concatenate([x1] * 8))[:m]
     y = cp.empty((m, N), cp.float16)
     return K, N, preps, x, y, torch_matmul_ms(x, N, reps, l2)
 
