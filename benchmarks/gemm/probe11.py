@@ -75,10 +75,15 @@ PATCHES = {
 _XO = "for (int nt = 0; nt < NT; ++nt) xo[nt] = (u32)min(tok0 + 8 * nt + r, M - 1) * (u32)K + (u32)(8 * c);"
 PATCHES["x_spread"] = (_XO, _XO[:-1] + " + (u32)((blockIdx.x & 7) * M) * (u32)K;")
 PATCHES["x_spread2"] = (_XO, _XO[:-1] + " + (u32)((blockIdx.x & 1) * M) * (u32)K;")
+# (run 16e) the unit's zeros/scales/x (one unit ahead) requested before the weights two units ahead, instead of
+# after them: if a warp's loads return in order, x/zeros/scales wait behind the later unit's weight loads.
+_FAST2_R = "                if (unit_of(i + K6 + 1) < u_end) load_rest(unit_of(i + K6 + 1), RNXT);                     \\\n"
+PATCHES["rest_first"] = (None, None)  # filled below (needs _FAST2_W)
 # (run 16c) each lane asks L2 for one weight row of the unit D ahead of the one being computed (the warp's 32
 # rows, one 32-byte piece each), on the pf = 2 register path: more of the weight stream in flight with no
 # registers. Source change only inside the FAST2 step macro.
 _FAST2_W = "                if (unit_of(i + K6 + 2) < u_end) load_w(unit_of(i + K6 + 2), WNXT2);                       \\\n"
+PATCHES["rest_first"] = (_FAST2_W + _FAST2_R, _FAST2_R + _FAST2_W)
 for _d in (3, 4, 6, 8):
     PATCHES[f"wpf{_d}"] = (_FAST2_W, _FAST2_W + (
         f"                if (unit_of(i + K6 + {_d}) < u_end) asm volatile(\"prefetch.global.L2 [%0];\" :: \"l\"("
