@@ -79,6 +79,31 @@ PATCHES["x_spread2"] = (_XO, _XO[:-1] + " + (u32)((blockIdx.x & 1) * M) * (u32)K
 # after them: if a warp's loads return in order, x/zeros/scales wait behind the later unit's weight loads.
 _FAST2_R = "                if (unit_of(i + K6 + 1) < u_end) load_rest(unit_of(i + K6 + 1), RNXT);                     \\\n"
 PATCHES["rest_first"] = (None, None)  # filled below (needs _FAST2_W)
+# (run 16f) block reduction through up to 8 shared-memory slices instead of 4: two barrier rounds instead of
+# four with 16 warps, one instead of two with 8 (outputs stay right; a candidate change, not a what-if).
+PATCHES["red8"] = [
+    ("    __shared__ float red[4 * FRAG];",
+     "    constexpr int SL = (8 * FRAG * 4 <= 48 * 1024) ? 8 : 4;  // reduction slices\n"
+     "    __shared__ float red[SL * FRAG];"),
+    ("        float* mine = red + (warp & 3) * FRAG;", "        float* mine = red + (warp % SL) * FRAG;"),
+    ("""#pragma unroll
+        for (int q = 1; q < W / 4; ++q) {
+            if (W == 8 ? warp >= 4 : (warp >> 2) == q) put(q > 1);
+            __syncthreads();
+        }
+        if (warp < 4) put(true);
+        __syncthreads();""",
+     """if constexpr (W > SL) {
+            if (warp >= SL) put(false);
+            __syncthreads();
+            if (warp < SL) put(true);
+        } else {
+            put(false);
+        }
+        __syncthreads();"""),
+    ("        const float v = red[idx] + red[FRAG + idx] + red[2 * FRAG + idx] + red[3 * FRAG + idx];",
+     "        float v = 0.f;\n#pragma unroll\n        for (int sl = 0; sl < SL; ++sl) v += red[sl * FRAG + idx];"),
+]
 # (run 16c) each lane asks L2 for one weight row of the unit D ahead of the one being computed (the warp's 32
 # rows, one 32-byte piece each), on the pf = 2 register path: more of the weight stream in flight with no
 # registers. Source change only inside the FAST2 step macro.
@@ -97,10 +122,10 @@ def _patched(names, kind="skinny"):
     gemm._sources.pop(fname, None)
     text = gemm._source(fname)
     for name in names:
-        old, new = table[name]
-        if text.count(old) != 1:
-            raise SystemExit(f"patch {name}: expected one match in {fname}, found {text.count(old)}")
-        text = text.replace(old, new)
+        for old, new in (table[name] if isinstance(table[name], list) else [table[name]]):
+            if text.count(old) != 1:
+                raise SystemExit(f"patch {name}: expected one match in {fname}, found {text.count(old)}")
+            text = text.replace(old, new)
     gemm._sources[fname] = text
     gemm._kernels.clear()
 
