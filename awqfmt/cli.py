@@ -168,7 +168,7 @@ def verify(
     backend: str = typer.Option("auto", "--backend", help="auto (CuPy when a GPU is usable, else numpy), cupy or numpy"),
     tokens: int = typer.Option(8, "--tokens", "-m", help="rows M of the random activations x [M, K]"),
     seed: int = typer.Option(0, "--seed", help="seed of the activations (same seed, same x for every checkpoint)"),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="the unquantized model (`<module>.weight` [N, K]): dequantization error and best field order"),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="the unquantized model (`<module>.weight` [N, K], or `<module>.orig` as in decoded fixtures' reference files): dequantization error and best field order"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the report"),
 ) -> None:
     """Run every quantized module's packed weights on random fp16 activations and compare with a float64 reference."""

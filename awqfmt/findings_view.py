@@ -59,7 +59,7 @@ def render_findings(findings: Iterable[Finding], console: Console, per_rule: int
             continue
         tensor = f.tensor[len(f.module) + 1:] if f.tensor and f.module and f.tensor.startswith(f.module + ".") else f.tensor
         where = " > ".join(safe(x) for x in (f.file, f.module, tensor) if x)
-        console.print(Text.assemble((f"{f.severity.value:<7}", STYLE[f.severity.value]), (f.code, "bold")), markup=False)
+        console.print(Text.assemble((f"{f.severity.value:<7} ", STYLE[f.severity.value]), (f.code, "bold")), markup=False)
         if where:
             console.print(f"        [dim]at[/dim] {where}")
         console.print(Text("        " + printable(f.message)))

@@ -62,15 +62,26 @@ def _finite(v: float) -> float | None:
     return float(v) if np.isfinite(v) else None  # JSON has no NaN / inf
 
 
+# Suffixes of an original weight, in order of preference: nn.Linear's own, then the `.orig` tensors that reference
+# files of decoded fixtures keep beside the tools' decodes (../shared/fixtures/*.ref.safetensors).
+WEIGHT_SUFFIXES = (".weight", ".orig")
+
+
 class OriginalWeights:
-    """The `<module>.weight` tensors of the unquantized model, matched to quantized module names.
+    """The `<module>.weight` (or `<module>.orig`) tensors of the unquantized model, matched to quantized module
+    names.
 
     Names usually agree exactly. Otherwise one side may carry an extra leading prefix (`model.`, `bert.`,
     `0.auto_model.` of sentence-transformers): a unique match up to such a prefix is accepted."""
 
     def __init__(self, orig: Checkpoint):
         self.orig = orig
-        self.modules = {n[: -len(".weight")] for n in orig.locations if n.endswith(".weight")}
+        self.tensor_of: dict[str, str] = {}  # module -> the reference tensor holding its original weight
+        for suffix in reversed(WEIGHT_SUFFIXES):  # the preferred suffix overwrites
+            for n in orig.locations:
+                if n.endswith(suffix):
+                    self.tensor_of[n[: -len(suffix)]] = n
+        self.modules = set(self.tensor_of)
         self._by_suffix: dict[str, list[str]] = {}
         for m in self.modules:
             parts = m.split(".")
@@ -86,12 +97,16 @@ class OriginalWeights:
         found = set(longer) | set(shorter[:1])
         return found.pop() if len(found) == 1 else None
 
+    def tensor_name(self, name: str) -> str | None:
+        """The reference tensor that holds module `name`'s original weight, if any."""
+        match = self.match(name)
+        return None if match is None else self.tensor_of[match]
+
     def weight(self, name: str, K: int, N: int) -> tuple[np.ndarray | None, str | None]:
         """[N, K] float32 for module `name`; (None, None) when absent, (None, why) when unusable."""
-        match = self.match(name)
-        if match is None:
+        full = self.tensor_name(name)
+        if full is None:
             return None, None
-        full = f"{match}.weight"
         entry = self.orig.entry(full)
         if entry.dtype not in dtypes.FLOAT_DTYPES:
             return None, f"reference tensor {full} is {entry.dtype}; an original weight is F16, BF16 or F32"

@@ -377,10 +377,10 @@ def _verify(result: VerifyResult, ckpt: Checkpoint, other: Checkpoint | None, or
         n = len(result.missing_in_reference)
         compared = sum(m.reference is not None for m in result.modules)
         example = next(iter(sorted(originals.modules)), None)
-        message = (f"{n} quantized module(s) have no `<module>.weight` in the reference "
+        message = (f"{n} quantized module(s) have no `<module>.weight` (or `<module>.orig`) in the reference "
                    f"(first: {result.missing_in_reference[0]}); {compared} compared")
         hint = "is ORIGINAL the model this checkpoint was quantized from? " + (
-            f"Its weights are named like {example}.weight" if example else "It has no `.weight` tensors")
+            f"Its weights are named like {originals.tensor_of[example]}" if example else "It has no `.weight` tensors")
         if compared == 0:  # nothing compared at all: the names do not line up, and --reference checked nothing
             findings.append(error("reference.missing-weights", message, hint=hint, file=next(iter(orig.files), None)))
         else:
@@ -427,7 +427,7 @@ def _verify_module(name: str, src: _Source, ckpt: Checkpoint, other: Checkpoint 
         w, why = orig.weight(name, fit.K, fit.N)
         if w is None:
             if why:
-                fail("reference.shape", why, tensor=f"{name}.weight")
+                fail("reference.shape", why, tensor=orig.tensor_name(name))
             else:
                 result.missing_in_reference.append(name)
         else:

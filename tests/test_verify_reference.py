@@ -50,6 +50,30 @@ def test_demo_pack_order_is_proven_by_the_original_weights(original):
         assert min(v for k, v in labels.items() if k != "as stored") > 3 * r.rel_err
 
 
+def test_the_fixture_reference_file_itself_is_a_reference():
+    """`--reference` given the fixture's own reference file: its `.orig` tensors are the original weights (the
+    `.dequant` beside them are AutoAWQ's decode, not an original), exactly as good as the `.weight` copy."""
+    result = verify_path(MINILM, reference=ref_path("minilm_awq_g128"), backend="numpy")
+    checked = {m.name: m.reference for m in result.modules if m.reference is not None}
+    assert len(checked) == 7 and len(result.missing_in_reference) == 30
+    assert all(r.stored_is_best and 0.05 < r.rel_err < 0.15 for r in checked.values())
+    finding = [f for f in result.findings if f.code == "reference.missing-weights"]
+    assert len(finding) == 1 and finding[0].severity.value == "warning"
+    assert "`<module>.orig`" in finding[0].message and ".orig" in finding[0].hint
+
+
+def test_weight_is_preferred_over_orig(tmp_path):
+    """A reference holding both names for one module uses `.weight`: here `.orig` is noise and `.weight` the real one."""
+    ref = load_file(str(ref_path("minilm_awq_g128")))
+    rng = np.random.default_rng(5)
+    path = tmp_path / "model.safetensors"
+    write_safetensors(path, {f"{KEY}.weight": (ref[f"{KEY}.orig"], "F32"),
+                             f"{KEY}.orig": (rng.standard_normal((384, 384)).astype(np.float32), "F32")})
+    result = verify_path(MINILM, reference=path, backend="numpy")
+    (r,) = [m.reference for m in result.modules if m.reference is not None]
+    assert r.stored_is_best and r.rel_err < 0.15
+
+
 @pytest.mark.parametrize("role,label,tensor", [
     ("zeros", "qzeros in natural order", "qzeros"),
     ("codes", "qweight in natural order", "qweight"),
