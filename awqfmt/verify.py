@@ -380,7 +380,7 @@ def _verify(result: VerifyResult, ckpt: Checkpoint, other: Checkpoint | None, or
         message = (f"{n} quantized module(s) have no `<module>.weight` (or `<module>.orig`) in the reference "
                    f"(first: {result.missing_in_reference[0]}); {compared} compared")
         hint = "is ORIGINAL the model this checkpoint was quantized from? " + (
-            f"Its weights are named like {originals.tensor_of[example]}" if example else "It has no `.weight` tensors")
+            f"Its weights are named like {originals.tensor_of[example]}" if example else "It has no `.weight` or `.orig` tensors")
         if compared == 0:  # nothing compared at all: the names do not line up, and --reference checked nothing
             findings.append(error("reference.missing-weights", message, hint=hint, file=next(iter(orig.files), None)))
         else:
