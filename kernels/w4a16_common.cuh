@@ -312,6 +312,39 @@ __device__ __forceinline__ bool split_arrive(u32* counter, u32 add, u32 total) {
     return prev + add == total;
 }
 
+// Split-K completion per output, by one 64-bit fixed-point atomic (GEMV launches of 2..AWQFMT_FX_SPLITS_MAX
+// K splits; run 16h). A block's partial sum v of output o is one atomic add to the word w64[o]:
+//   bits 0-7    arrivals (each add: 1); the add that brings them to `splits` is the last one
+//   bits 8-15   special partials (|v| > 32768, inf or NaN): their exact fp32 value goes to ws[o] instead
+//   bits 16-63  the sum of round(v * 2^24) over the other partials (two's complement)
+// The thread whose add completes the arrivals holds the whole sum in the value its atomic returned: it writes y
+// and zeroes the word (and ws[o] when a special partial went there). So there is no barrier, fence, tile counter
+// or read-back pass (the tail above): one atomic round trip. Integer adds do not depend on their order, so y is
+// the same bit for bit on every run. No carries between the fields: at most 255 arrivals and 255 specials, and
+// 255 partials of |v| <= 32768 at 2^-24 sum to under 2^47. Precision: each partial is rounded to 2^-24 (6e-8,
+// fp16's smallest subnormal step); fp16 outputs above ~1e-3 come out as with fp32 adds.
+#define AWQFMT_FX_SPLITS_MAX 255
+__device__ __forceinline__ void split_add_fx(float v, size_t o, u32 splits, unsigned long long* w64, float* ws,
+                                             u16* y) {
+    unsigned long long add;
+    if (fabsf(v) <= 32768.f) {
+        add = ((unsigned long long)__float2ll_rn(v * 16777216.f) << 16) + 1ull;
+    } else {  // large, inf or NaN: added exactly in fp32, announced by the special count
+        atomicAdd(&ws[o], v);
+        __threadfence();  // pairs with the completing thread's fence: this add is visible to it
+        add = (1ull << 8) + 1ull;
+    }
+    const unsigned long long tot = atomicAdd(&w64[o], add) + add;
+    if ((u32)(tot & 0xFFull) != splits) return;
+    float r = (float)((long long)tot >> 16) * 5.9604644775390625e-8f;  // 2^-24
+    if ((tot >> 8) & 0xFFull) {
+        __threadfence();
+        r += atomicExch(&ws[o], 0.f);
+    }
+    y[o] = f2h(r);
+    w64[o] = 0ull;
+}
+
 // ---- cp.async (Ampere+) and shared-memory access by 32-bit shared addresses ------------------------------
 __device__ __forceinline__ u32 smem_addr(const void* p) {
     unsigned long long a;

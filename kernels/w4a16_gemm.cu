@@ -25,10 +25,11 @@
 //             KF 1 (K % 32 == 0) with AWQ-like words and register loads = FAST: no bounds tests and 32-bit
 //             offsets from per-thread base pointers in the unit loop (run 10: that arithmetic was ~45% of
 //             the loop's instructions); the group index is a multiply-high (group_of), never a division.
-//   reduce  = per block in shared memory (fragment order: no bank conflicts, no atomics); across splits
-//             through an fp32 workspace (atomicAdd) that the block completing a column tile converts to
-//             fp16 and zeroes again, so one launch does everything (workspace and counters start zeroed
-//             and are left zeroed).
+//   reduce  = per block in shared memory (fragment order: no bank conflicts, no atomics); across up to
+//             AWQFMT_FX_SPLITS_MAX splits by one 64-bit fixed-point atomic per output whose last arriver writes
+//             y (split_add_fx: deterministic), beyond that through an fp32 workspace (atomicAdd) that the
+//             block completing a column tile converts to fp16 and zeroes again; one launch either way
+//             (workspaces and counters start zeroed and are left zeroed).
 //   PDL     = launched with programmatic dependent launch (awqfmt/gpu/launch.py), FAST + PF 2 requests its first
 //             two units' weights before waiting for the kernel before it (pdl_wait); the other paths wait first.
 //             x is read through L2 (ldx_*), never the read-only path (see pdl_wait).
@@ -66,6 +67,7 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
              const u16* __restrict__ sc,       // [n_g, N] fp16 or bf16 bits
              u16* __restrict__ y,              // [M, N] fp16
              float* __restrict__ ws,           // [M, N] fp32 split-K workspace (zero on entry and exit)
+             unsigned long long* __restrict__ ws64,  // [M, N] fixed-point split-K words (zero on entry and exit)
              u32* __restrict__ counters,       // [gridDim.z * gridDim.x] (zero on entry and exit)
              int M, int K, int N, u32 gm, u32 gmask, int units_per_split, int ch_log)
 {
@@ -680,6 +682,9 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
     const int ntok = min(TOK, M - tok0);
     const int ncol = min(BCOLS, N - col0);
     const bool whole = (bu_begin == 0 && bu_end == n_units);  // this block alone covers the tile's K
+    // 2..AWQFMT_FX_SPLITS_MAX blocks per tile: one fixed-point atomic per output, whose last arriver writes y
+    // (split_add_fx; run 16i); more: the fp32 workspace and the tile counter below
+    const bool fx = !whole && gridDim.y <= AWQFMT_FX_SPLITS_MAX;
     // output element (lt, lc) of the block -> its slot in fragment order
     for (int i = tid; i < ntok * BCOLS; i += 32 * W) {
         const int lt = i / BCOLS, lc = i - lt * BCOLS;
@@ -700,9 +705,10 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
         const float v = red[idx] + red[FRAG + idx] + red[2 * FRAG + idx] + red[3 * FRAG + idx];
         const size_t o = (size_t)(tok0 + lt) * N + col0 + lc;
         if (whole) y[o] = f2h(v);
+        else if (fx) split_add_fx(v, o, gridDim.y, ws64, ws, y);
         else atomicAdd(&ws[o], v);
     }
-    if (!whole) {
+    if (!whole && !fx) {
         // ---- split K: the block that completes the tile's units converts the workspace to fp16 and zeroes it
         __syncthreads();
         const int ctr = blockIdx.z * gridDim.x + tile;
@@ -728,18 +734,18 @@ w4a16_skinny(const u16* __restrict__ x,        // [M, K] fp16
 // bodies; at run time NVRTC instantiates only what is launched.
 #define AWQFMT_INSTA(L, WC, NT, BF, Z)                                                                       \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 3, 0, 0>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);   \
+                                                            u16*, float*, unsigned long long*, u32*, int, int, int, u32, u32, int, int);   \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 4, 1, 0>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);
+                                                            u16*, float*, unsigned long long*, u32*, int, int, int, u32, u32, int, int);
 #define AWQFMT_INST(L, WC, NT, BF, Z)                                                                        \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1, 1, 1>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);   \
+                                                            u16*, float*, unsigned long long*, u32*, int, int, int, u32, u32, int, int);   \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 2, 0, 1>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);   \
+                                                            u16*, float*, unsigned long long*, u32*, int, int, int, u32, u32, int, int);   \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 0, 1, 1>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);  \
+                                                            u16*, float*, unsigned long long*, u32*, int, int, int, u32, u32, int, int);  \
     template __global__ void w4a16_skinny<L, WC, NT, BF, Z, 1, 0, 0>(const u16*, const u32*, const u32*, const u16*, \
-                                                            u16*, float*, u32*, int, int, int, u32, u32, int, int);
+                                                            u16*, float*, unsigned long long*, u32*, int, int, int, u32, u32, int, int);
 AWQFMT_INST(0, 4, 1, 0, 0)
 AWQFMT_INSTA(0, 2, 1, 0, 0)
 AWQFMT_INSTA(0, 1, 2, 0, 0)
@@ -764,7 +770,7 @@ AWQFMT_INST(3, 2, 2, 1, 0)
 AWQFMT_INST(3, 1, 4, 0, 1)
 #define AWQFMT_INST16(L, WC, NT, PF, CHK, KF)                                                                 \
     template __global__ void w4a16_skinny<L, WC, NT, 0, 0, PF, CHK, KF, 16>(const u16*, const u32*, const u32*,    \
-        const u16*, u16*, float*, u32*, int, int, int, u32, u32, int, int);
+        const u16*, u16*, float*, unsigned long long*, u32*, int, int, int, u32, u32, int, int);
 AWQFMT_INST16(0, 1, 2, 2, 0, 1)
 AWQFMT_INST16(0, 1, 2, 1, 1, 0)
 AWQFMT_INST16(3, 2, 1, 0, 0, 1)

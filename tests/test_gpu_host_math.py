@@ -82,7 +82,7 @@ def test_dynamic_smem_refusal_is_a_gemm_error():
 
 class _FakeCupy:
     """Just what Workspace touches: the current device id, and zeroed arrays (numpy)."""
-    float32, uint32 = np.float32, np.uint32
+    float32, uint32, uint64 = np.float32, np.uint32, np.uint64
 
     def __init__(self):
         self.device_id = 0
@@ -107,12 +107,13 @@ def test_workspace_grows_only_when_a_launch_needs_more(fake_cupy):
     from awqfmt.gpu.gemm import Workspace
 
     w = Workspace()
-    ws, ct = w.arrays(1000, 10)
-    assert ws.size == 1 << 20 and ct.size == 4096 and not ws.any()
-    assert w.arrays(5000, 100)[0] is ws          # fits: the same arrays
-    big, _ = w.arrays((1 << 20) + 1, 10)
-    assert big is not ws and big.size == (1 << 20) + 1
-    assert w.arrays(10, 5000)[1].size == 5000
+    ws, ws64, ct = w.arrays(1000, 10)
+    assert ws.size == ws64.size == 1 << 20 and ct.size == 4096 and not ws.any() and not ws64.any()
+    assert ws.dtype == np.float32 and ws64.dtype == np.uint64
+    assert w.arrays(5000, 100)[0] is ws and w.arrays(5000, 100)[1] is ws64  # fits: the same arrays
+    big, big64, _ = w.arrays((1 << 20) + 1, 10)
+    assert big is not ws and big.size == big64.size == (1 << 20) + 1
+    assert w.arrays(10, 5000)[2].size == 5000
 
 
 def test_shared_workspace_is_one_per_device_and_an_own_one_is_separate(fake_cupy):

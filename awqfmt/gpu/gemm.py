@@ -163,42 +163,45 @@ def _blocks_per_sm(kern, threads: int = 256, smem: int = 0) -> int:
 
 
 class Workspace:
-    """The zeroed fp32 split-K workspace and tile counters the GEMV and skinny kernels reduce through (each launch
-    leaves them zeroed again). Launches that share one must not run at the same time: gemm_packed uses one per
+    """The zeroed split-K workspaces (fp32 sums, 64-bit fixed-point words) and tile counters the GEMV and skinny
+    kernels reduce through (each launch leaves them zeroed again). Launches that share one must not run at the same time: gemm_packed uses one per
     device unless given its own, so give each stream that runs GEMMs concurrently with another its own
     `Workspace()` (README "Library"). Grows on demand, on the device current when it first grows."""
 
     def __init__(self):
         self.ws = None
+        self.ws64 = None
         self.counters = None
         self.device = None
 
-    def arrays(self, n_float: int, n_counters: int):
+    def arrays(self, n_out: int, n_counters: int):
+        """(fp32 [n_out], uint64 [n_out], uint32 counters [n_counters]), at least that large, all zero."""
         cp = _cupy()
         dev = cp.cuda.Device().id
         if self.device is not None and self.device != dev:
             raise GemmError(f"this Workspace lives on GPU {self.device}; the current device is GPU {dev}")
         self.device = dev
-        if self.ws is None or self.ws.size < n_float:
-            self.ws = cp.zeros(max(n_float, 1 << 20), dtype=cp.float32)
+        if self.ws is None or self.ws.size < n_out:
+            self.ws = cp.zeros(max(n_out, 1 << 20), dtype=cp.float32)
+            self.ws64 = cp.zeros(self.ws.size, dtype=cp.uint64)
         if self.counters is None or self.counters.size < n_counters:
             self.counters = cp.zeros(max(n_counters, 4096), dtype=cp.uint32)
-        return self.ws, self.counters
+        return self.ws, self.ws64, self.counters
 
 
 _workspaces: dict[int, Workspace] = {}
 
 
-def _workspace(n_float: int, n_counters: int, own: Workspace | None = None):
-    """The workspace arrays for a launch: `own`, or the current device's shared one. A PDL launch touches them
-    only after waiting for the kernel before it."""
+def _workspace(n_out: int, n_counters: int, own: Workspace | None = None):
+    """The workspace arrays for a launch (Workspace.arrays): `own`, or the current device's shared one. A PDL
+    launch touches them only after waiting for the kernel before it."""
     if own is not None:
-        return own.arrays(n_float, n_counters)
+        return own.arrays(n_out, n_counters)
     dev = _cupy().cuda.Device().id
     shared = _workspaces.get(dev)
     if shared is None:
         shared = _workspaces[dev] = Workspace()
-    return shared.arrays(n_float, n_counters)
+    return shared.arrays(n_out, n_counters)
 
 
 _scratch: dict[int, Any] = {}
@@ -530,9 +533,9 @@ def _run_skinny(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = Fal
     splits = -(-n_units // ups)
     if tok_tiles > 65535 or splits > 65535:
         raise GemmError(f"M={M} too large for the skinny kernel")
-    ws, ct = _workspace(M * N, col_tiles * tok_tiles, workspace)
+    ws, ws64, ct = _workspace(M * N, col_tiles * tok_tiles, workspace)
     gm, gmask = group_magic(upg or n_units, n_units)  # units per group (one group: upg = 0 or n_units)
-    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
+    args = (x, p.qw, p.qz, p.sc, y, ws, ws64, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
             np.int32(ups), np.int32(ch_log))
     grid = (col_tiles, splits, tok_tiles)
     pdl = pdl and bool(int(cfg.get("pdl", 1)))
@@ -578,10 +581,10 @@ def _run_gemv(p: _Prepared, x, y, M: int, config: dict | None, pdl: bool = False
     splits = -(-K // (rt * rpt))
     if splits > 65535:
         raise GemmError(f"gemv: {splits} K splits is too many (rpt={rpt})")
-    ws, ct = _workspace(M * N, col_tiles, workspace)
+    ws, ws64, ct = _workspace(M * N, col_tiles, workspace)
     gm, gmask = group_magic(p.G, K)  # rows per group
     l2pf = _l2pf(p, cfg)
-    args = (x, p.qw, p.qz, p.sc, y, ws, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
+    args = (x, p.qw, p.qz, p.sc, y, ws, ws64, ct, np.int32(M), np.int32(K), np.int32(N), np.uint32(gm), np.uint32(gmask),
             np.int32(rpt), np.int32(l2pf))
     grid = (col_tiles, splits, 1)
     pdl = pdl and bool(int(cfg.get("pdl", 1)))

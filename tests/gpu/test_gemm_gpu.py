@@ -251,6 +251,118 @@ def test_repeated_launches_keep_workspace_clean():
         run_case("gptq", b, 1, method="gemv", rng=rng, seed=seed)
 
 
+# ---- K splits complete through one 64-bit fixed-point atomic per output (split_add_fx) ------------------
+
+def _outputs(layout, module, x, method, config, launches=1):
+    """y of `launches` launches on the same input (float64, NaN-poisoned before each), and the last info."""
+    import cupy as cp
+
+    tensors = {name: arr for name, (arr, _dt) in encode(get_spec(layout), module).items()}
+    outs, info = [], {}
+    for _ in range(launches):
+        y = cp.full((x.shape[0], module.N), cp.nan, dtype=cp.float16)
+        info = {}
+        gemm_packed(layout, tensors, x, group_size=module.group_size, scale_dtype=module.scale_dtype, method=method,
+                    out=y, config=config, check=True, info=info)
+        outs.append(cp.asnumpy(y).astype(np.float64))
+    return outs, info
+
+
+def _workspace_is_clean() -> bool:
+    import cupy as cp
+
+    from awqfmt.gpu import gemm
+
+    w = gemm._workspaces[cp.cuda.Device().id]
+    return not bool(w.ws.any()) and not bool(w.ws64.any()) and not bool(w.counters.any())
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("method,M,config", [("gemv", 1, {"vw": 2, "fl": 8, "pf": 1, "waves": 1}),
+                                             ("gemv", 4, {"vw": 2, "fl": 8, "pf": 1, "waves": 1}),
+                                             ("skinny", 16, {"wc": 1, "nt": 2, "pf": 2, "chk": 0, "warps": 16}),
+                                             ("skinny", 5, {"wc": 1, "nt": 1, "pf": 1, "chk": 1, "splits": 7})])
+def test_split_is_deterministic(layout, method, M, config):
+    """2-255 K splits add their partial sums as integers (round(v * 2^24) in one 64-bit atomic per output, with
+    the arrival count beside them): order-free, so every launch gives the same bits; within 2e-3 of float64, and
+    the workspaces are left zero."""
+    rng, seed = _rng()
+    module = make_module(rng, 4096, 1024, 128, layout=layout)
+    x = rng.standard_normal((M, 4096)).astype(np.float16)
+    outs, info = _outputs(layout, module, x, method, config, launches=4)
+    assert 2 <= info["grid"][1] <= 255, info
+    ref = x.astype(np.float64) @ module.dequantize(np.float64)
+    for got in outs:
+        assert np.isfinite(got).all(), f"unwritten or non-finite output (seed={seed})"
+        rel = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+        assert rel <= TOL, f"relative error {rel:.3g} (seed={seed})"
+    assert all(np.array_equal(outs[0], o) for o in outs[1:]), f"launches differ (seed={seed})"
+    assert _workspace_is_clean()
+
+
+@pytest.mark.parametrize("layout", ["awq", "gptq"])
+@pytest.mark.parametrize("method,config", [("gemv", {"vw": 2, "fl": 8, "pf": 1, "rpt": 128}),
+                                           ("skinny", {"wc": 1, "nt": 1, "pf": 2, "chk": 0, "splits": 2})])
+def test_split_large_partials_go_through_fp32(layout, method, config):
+    """A partial sum beyond +-32768 would not fit the fixed-point field: it is added in fp32 instead and counted
+    as special, and the completing thread adds the fp32 word. Two splits (2048 rows each); x = 5 on the first
+    half (zeros 1, scales 0.5) make that half's partial ~33300 +- 500: most columns take the fp32 path, some not."""
+    rng, seed = _rng()
+    K, N = 4096, 512
+    module = make_module(rng, K, N, 128, layout=layout)
+    module.zeros[:] = 1  # stored 0 for GPTQ v1 (z - 1), 1 elsewhere: q - z >= -1
+    module.scales[:] = np.float16(0.5)
+    x = rng.standard_normal((1, K)).astype(np.float16)
+    x[0, :K // 2] = np.float16(5.0)
+    (got,), info = _outputs(layout, module, x, method, config)
+    assert info["grid"][1] == 2, info
+    W = module.dequantize(np.float64)
+    first = x[:, :K // 2].astype(np.float64) @ W[:K // 2]
+    assert (np.abs(first) > 32768).any() and (np.abs(first) <= 32768).any(), "the test must mix both paths"
+    ref = x.astype(np.float64) @ W
+    assert np.isfinite(got).all(), f"unwritten or non-finite output (seed={seed})"
+    rel = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+    assert rel <= TOL, f"relative error {rel:.3g} (seed={seed})"
+    assert _workspace_is_clean()
+
+
+@pytest.mark.parametrize("method", ["gemv", "skinny"])
+def test_split_propagates_inf_and_nan(method):
+    """inf in x: outputs +-inf where the weight is non-zero and NaN where it is zero (0 * inf), as float64 says;
+    NaN in x: every output of that token NaN. The non-finite partials take the fp32 path."""
+    rng, seed = _rng()
+    module = make_module(rng, 4096, 512, 128)
+    x = rng.standard_normal((2, 4096)).astype(np.float16)
+    x[0, 10] = np.inf
+    x[1, 3000] = np.nan
+    config = {"wc": 1, "nt": 1, "pf": 1, "chk": 0, "splits": 4} if method == "skinny" else None
+    (got,), info = _outputs("awq", module, x, method, config)
+    assert info["grid"][1] >= 2, info
+    with np.errstate(invalid="ignore", over="ignore"):
+        ref = x.astype(np.float64) @ module.dequantize(np.float64)
+    assert np.array_equal(np.isnan(got), np.isnan(ref)), f"NaN pattern differs (seed={seed})"
+    inf = np.isinf(ref)
+    assert inf.any() and np.array_equal(got[inf], ref[inf]), f"inf outputs differ (seed={seed})"
+    assert _workspace_is_clean()
+
+
+@pytest.mark.parametrize("method,K,config", [("gemv", 258 * 128, {"vw": 2, "fl": 8, "pf": 1, "rpt": 8}),
+                                             ("skinny", 516 * 128, {"wc": 1, "nt": 1, "pf": 1, "chk": 0, "splits": 258})])
+def test_more_than_255_splits_use_the_tile_counter(method, K, config):
+    """Beyond 255 K splits the arrival count would not fit its 8 bits: those launches complete through the fp32
+    workspace and the tile counter, as before."""
+    rng, seed = _rng()
+    module = make_module(rng, K, 256, 128)
+    x = rng.standard_normal((1, module.K)).astype(np.float16)
+    (got,), info = _outputs("awq", module, x, method, config)
+    assert info["grid"][1] == 258, info
+    ref = x.astype(np.float64) @ module.dequantize(np.float64)
+    assert np.isfinite(got).all()
+    rel = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+    assert rel <= TOL, f"relative error {rel:.3g} (seed={seed})"
+    assert _workspace_is_clean()
+
+
 def test_awq_and_logical_agree_on_identical_data():
     import cupy as cp
 
@@ -431,7 +543,8 @@ def test_concurrent_streams_with_their_own_workspaces():
             assert np.isfinite(got).all(), f"{method} step {step}: unwritten output (seed={seed})"
             rel = np.linalg.norm(got - ref) / np.linalg.norm(ref)
             assert rel <= TOL, f"{method} step {step}: relative error {rel:.3g} (seed={seed})"
-    assert all(ws.ws is not None and not bool(ws.ws.any()) for ws in spaces), "a workspace was left non-zero"
+    assert all(ws.ws is not None and not bool(ws.ws.any()) and not bool(ws.ws64.any()) for ws in spaces), \
+        "a workspace was left non-zero"
 
 
 def test_workspace_argument_is_checked():
