@@ -312,8 +312,8 @@ __device__ __forceinline__ bool split_arrive(u32* counter, u32 add, u32 total) {
     return prev + add == total;
 }
 
-// Split-K completion per output, by one 64-bit fixed-point atomic (GEMV launches of 2..AWQFMT_FX_SPLITS_MAX
-// K splits; run 16h). A block's partial sum v of output o is one atomic add to the word w64[o]:
+// Split-K completion per output, by one 64-bit fixed-point atomic (GEMV and skinny launches of 2 to
+// AWQFMT_FX_SPLITS_MAX K splits; run 16h, i). A block's partial sum v of output o is one atomic add to the word w64[o]:
 //   bits 0-7    arrivals (each add: 1); the add that brings them to `splits` is the last one
 //   bits 8-15   special partials (|v| > 32768, inf or NaN): their exact fp32 value goes to ws[o] instead
 //   bits 16-63  the sum of round(v * 2^24) over the other partials (two's complement)

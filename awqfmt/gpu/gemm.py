@@ -164,9 +164,10 @@ def _blocks_per_sm(kern, threads: int = 256, smem: int = 0) -> int:
 
 class Workspace:
     """The zeroed split-K workspaces (fp32 sums, 64-bit fixed-point words) and tile counters the GEMV and skinny
-    kernels reduce through (each launch leaves them zeroed again). Launches that share one must not run at the same time: gemm_packed uses one per
-    device unless given its own, so give each stream that runs GEMMs concurrently with another its own
-    `Workspace()` (README "Library"). Grows on demand, on the device current when it first grows."""
+    kernels reduce through (each launch leaves them zeroed again). Launches that share one must not run at the
+    same time: gemm_packed uses one per device unless given its own, so give each stream that runs GEMMs
+    concurrently with another its own `Workspace()` (README "Library"). Grows on demand, on the device current
+    when it first grows."""
 
     def __init__(self):
         self.ws = None
