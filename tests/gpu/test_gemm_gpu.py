@@ -47,18 +47,31 @@ def make_module(rng, K, N, G, *, layout="awq", bf16=False, act_order=False) -> L
     return LogicalModule(bits=4, group_size=G, codes=codes, zeros=zeros, scales=scales, scale_dtype=sd, g_idx=g_idx)
 
 
-def run_case(layout, module, M, *, method="auto", decode=None, config=None, rng=None, seed=None, x=None):
+def _tensors(layout, module) -> dict:
+    """The module packed in `layout`: {short name: numpy array}, as gemm_packed takes it."""
+    return {name: arr for name, (arr, _dt) in encode(get_spec(layout), module).items()}
+
+
+def _outputs(layout, module, x, method, config, launches=1, decode=None):
+    """y of `launches` launches on the same input (float64, NaN-poisoned before each), and the last info."""
     import cupy as cp
 
-    tensors = {name: arr for name, (arr, _dt) in encode(get_spec(layout), module).items()}
+    tensors = _tensors(layout, module)
+    outs, info = [], {}
+    for _ in range(launches):
+        y = cp.full((x.shape[0], module.N), cp.nan, dtype=cp.float16)  # poison: unwritten outputs stay NaN
+        info = {}
+        gemm_packed(layout, tensors, x, group_size=module.group_size, scale_dtype=module.scale_dtype, method=method,
+                    decode=decode, out=y, config=config, check=True, info=info)
+        outs.append(cp.asnumpy(y).astype(np.float64))
+    return outs, info
+
+
+def run_case(layout, module, M, *, method="auto", decode=None, config=None, rng=None, seed=None, x=None):
     if x is None:
         x = rng.standard_normal((M, module.K)).astype(np.float16)
     ref = x.astype(np.float64) @ module.dequantize(np.float64)
-    y = cp.full((M, module.N), cp.nan, dtype=cp.float16)  # poison
-    info: dict = {}
-    gemm_packed(layout, tensors, x, group_size=module.group_size, scale_dtype=module.scale_dtype, method=method,
-                decode=decode, out=y, config=config, check=True, info=info)
-    got = cp.asnumpy(y).astype(np.float64)
+    (got,), info = _outputs(layout, module, x, method, config, decode=decode)
     where = f"layout={layout} K={module.K} N={module.N} M={M} G={module.group_size} method={info.get('method')} " \
             f"kernel={info.get('kernel')} seed={seed}"
     assert not np.isnan(got).any(), f"{int(np.isnan(got).sum())} outputs not written (NaN poison left): {where}"
@@ -253,21 +266,6 @@ def test_repeated_launches_keep_workspace_clean():
 
 # ---- K splits complete through one 64-bit fixed-point atomic per output (split_add_fx) ------------------
 
-def _outputs(layout, module, x, method, config, launches=1):
-    """y of `launches` launches on the same input (float64, NaN-poisoned before each), and the last info."""
-    import cupy as cp
-
-    tensors = {name: arr for name, (arr, _dt) in encode(get_spec(layout), module).items()}
-    outs, info = [], {}
-    for _ in range(launches):
-        y = cp.full((x.shape[0], module.N), cp.nan, dtype=cp.float16)
-        info = {}
-        gemm_packed(layout, tensors, x, group_size=module.group_size, scale_dtype=module.scale_dtype, method=method,
-                    out=y, config=config, check=True, info=info)
-        outs.append(cp.asnumpy(y).astype(np.float64))
-    return outs, info
-
-
 def _workspace_is_clean() -> bool:
     import cupy as cp
 
@@ -371,7 +369,7 @@ def test_awq_and_logical_agree_on_identical_data():
     x = rng.standard_normal((4, 2048)).astype(np.float16)
     ys = []
     for layout, decode in (("awq", None), ("logical", "shift"), ("logical", "lop3")):
-        tensors = {n: a for n, (a, _) in encode(get_spec(layout), module).items()}
+        tensors = _tensors(layout, module)
         ys.append(cp.asnumpy(gemm_packed(layout, tensors, x, group_size=128, decode=decode, check=True)).astype(np.float64))
     for y in ys[1:]:
         assert np.linalg.norm(y - ys[0]) / np.linalg.norm(ys[0]) < 1e-3, f"seed={seed}"
@@ -380,7 +378,7 @@ def test_awq_and_logical_agree_on_identical_data():
 def test_errors_are_clear():
     rng, _ = _rng()
     module = make_module(rng, 256, 64, 32)
-    tensors = {n: a for n, (a, _) in encode(get_spec("awq"), module).items()}
+    tensors = _tensors("awq", module)
     x = np.zeros((1, 256), np.float16)
     with pytest.raises(GemmError):
         gemm_packed("compressed-tensors", tensors, x, group_size=32)
@@ -427,7 +425,7 @@ def _pdl_chain(layout, method, M, config, K, steps, use_graph, pingpong):
 
     rng, seed = _rng()
     module = _square_module(rng, K, layout)
-    p = prepare(layout, {n: a for n, (a, _) in encode(get_spec(layout), module).items()}, group_size=128)
+    p = prepare(layout, _tensors(layout, module), group_size=128)
     x0 = cp.asarray(rng.standard_normal((M, K)).astype(np.float16))
     outs = [cp.full((M, K), cp.nan, dtype=cp.float16) for _ in range(2 if pingpong else steps)]
     tmps = [cp.full((M, K), cp.nan, dtype=cp.float16) for _ in range(steps)]  # no allocation inside a capture
@@ -494,7 +492,7 @@ def test_pdl_only_for_prepared_modules(monkeypatch):
 
     rng, _ = _rng()
     module = make_module(rng, 1024, 512, 128)
-    tensors = {n: a for n, (a, _) in encode(get_spec("awq"), module).items()}
+    tensors = _tensors("awq", module)
     x = rng.standard_normal((1, 1024)).astype(np.float16)
     info: dict = {}
     gemm_packed("awq", tensors, x, group_size=128, method="gemv", info=info)
@@ -519,8 +517,7 @@ def test_concurrent_streams_with_their_own_workspaces():
 
     rng, seed = _rng()
     mods = [make_module(rng, 8192, 512, 128), make_module(rng, 4096, 1024, 64)]
-    preps = [prepare("awq", {n: a for n, (a, _) in encode(get_spec("awq"), m).items()}, group_size=m.group_size)
-             for m in mods]
+    preps = [prepare("awq", _tensors("awq", m), group_size=m.group_size) for m in mods]
     cases = [(0, 1, "gemv", {"vw": 1, "fl": 8, "pf": 1, "waves": 4}), (1, 16, "skinny", {"wc": 1, "nt": 2, "pf": 1,
                                                                                        "chk": 0, "splits": 8})]
     streams = [cp.cuda.Stream(non_blocking=True) for _ in cases]
@@ -550,7 +547,7 @@ def test_concurrent_streams_with_their_own_workspaces():
 def test_workspace_argument_is_checked():
     rng, _ = _rng()
     module = make_module(rng, 1024, 512, 128)
-    tensors = {n: a for n, (a, _) in encode(get_spec("awq"), module).items()}
+    tensors = _tensors("awq", module)
     with pytest.raises(GemmError, match="awqfmt.gpu.Workspace"):
         gemm_packed("awq", tensors, rng.standard_normal((1, 1024)).astype(np.float16), group_size=128,
                     workspace=object())
