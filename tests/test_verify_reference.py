@@ -61,6 +61,10 @@ def test_the_fixture_reference_file_itself_is_a_reference():
     finding = [f for f in result.findings if f.code == "reference.missing-weights"]
     assert len(finding) == 1 and finding[0].severity.value == "warning"
     assert "`<module>.orig`" in finding[0].message and ".orig" in finding[0].hint
+    out = CliRunner().invoke(app, ["verify", str(MINILM), "--reference", str(ref_path("minilm_awq_g128")),
+                                   "--backend", "numpy"], terminal_width=200)
+    assert out.exit_code == 0  # a warning, not an error: 7 modules were compared
+    assert "warning reference.missing-weights" in out.stdout and "7 compared" in out.stdout
 
 
 def test_weight_is_preferred_over_orig(tmp_path):
